@@ -1,0 +1,157 @@
+"""Backend registry and dispatch.
+
+A kernel is looked up by (module, name), e.g. ``("optim", "adam_update")``, in the chosen
+backend: ``reference`` (``nnfast._reference``), ``numba`` (``nnfast._numba``) or ``cython``
+(the compiled extension modules in ``nnfast._cython``). Every backend package has the same
+modules with the same function names and arguments; ``nnfast._reference`` documents them.
+
+The default, ``"auto"``, picks per kernel and size from ``AUTO_TABLE`` below, which records
+what ``bench/`` measured on this machine class.
+"""
+import contextlib
+import contextvars
+import importlib
+import importlib.util
+import os
+
+BACKENDS = ("reference", "numba", "cython")
+_PACKAGES = {"reference": "nnfast._reference", "numba": "nnfast._numba", "cython": "nnfast._cython"}
+
+#: (module, kernel) -> list of (max_elements, backend); the first row whose max_elements is
+#: >= the call's size (or None = any size) wins; an unavailable backend falls to the next
+#: available one in FALLBACK. Filled from `pytest bench --benchmark-only` (see bench/README.md).
+AUTO_TABLE = {}
+FALLBACK = ("cython", "numba", "reference")
+
+_available = None
+_current = None
+_override = contextvars.ContextVar("nnfast_backend", default=None)
+_cache = {}
+_num_threads = None
+
+
+def _probe(name):
+    if name == "reference":
+        return True
+    if name == "numba":
+        return importlib.util.find_spec("numba") is not None
+    try:
+        importlib.import_module("nnfast._cython")
+    except ImportError:
+        return False
+    return True
+
+
+def backends():
+    """Names of the backends usable here, e.g. ``['reference', 'numba', 'cython']``."""
+    global _available
+    if _available is None:
+        _available = [b for b in BACKENDS if _probe(b)]
+    return list(_available)
+
+
+def _check_name(name, allow_auto=True):
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a string, got {type(name).__name__}")
+    if allow_auto and name == "auto":
+        return name
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose from {('auto',) + BACKENDS}")
+    if name not in backends():
+        raise ValueError(f"backend {name!r} is not available here; available: {backends()}")
+    return name
+
+
+def _initial():
+    env = os.environ.get("NNFAST_BACKEND", "auto").strip() or "auto"
+    try:
+        return _check_name(env)
+    except ValueError as exc:
+        raise ValueError(f"NNFAST_BACKEND: {exc}") from None
+
+
+def get_backend():
+    """The backend in force: a name from ``backends()`` or ``"auto"``."""
+    global _current
+    override = _override.get()
+    if override is not None:
+        return override
+    if _current is None:
+        _current = _initial()
+    return _current
+
+
+def set_backend(name):
+    """Choose the backend for every later call: ``"auto"``, ``"reference"``, ``"numba"`` or
+    ``"cython"``. Returns the previous choice."""
+    global _current
+    previous = get_backend()
+    _current = _check_name(name)
+    return previous
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """Context manager: ``with nnfast.use_backend("numba"): ...`` (per thread / task)."""
+    token = _override.set(_check_name(name))
+    try:
+        yield name
+    finally:
+        _override.reset(token)
+
+
+def _module(backend, module):
+    mod = importlib.import_module(f"{_PACKAGES[backend]}.{module}")
+    if backend != "reference" and _num_threads is not None:
+        importlib.import_module(_PACKAGES[backend]).set_num_threads(_num_threads)
+    return mod
+
+
+def _auto(module, name, size):
+    avail = backends()
+    for limit, backend in AUTO_TABLE.get((module, name), ()):
+        if limit is None or size <= limit:
+            if backend in avail:
+                return backend
+            break
+    for backend in FALLBACK:
+        if backend in avail:
+            return backend
+    return "reference"
+
+
+def kernel(module, name, size=0):
+    """The function ``name`` of ``module`` in the backend in force, for an input of ``size``."""
+    backend = _override.get() or _current or get_backend()
+    if backend == "auto":
+        backend = _auto(module, name, size)
+    key = (backend, module, name)
+    fn = _cache.get(key)
+    if fn is None:
+        fn = _cache[key] = getattr(_module(backend, module), name)
+    return fn
+
+
+def set_num_threads(n):
+    """Bound the threads of nnfast's kernels and of BLAS to ``n`` (>= 1).
+
+    Kernels and BLAS calls run one after the other, never nested, so the two pools together
+    never hold more than ``n`` busy threads.
+    """
+    from ._validate import integer
+
+    global _num_threads
+    n = integer(n, "n", low=1)
+    _num_threads = n
+    for backend in ("numba", "cython"):
+        if backend in backends():
+            importlib.import_module(_PACKAGES[backend]).set_num_threads(n)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")
+    return n
+
+
+def get_num_threads():
+    """The thread bound set by ``set_num_threads``, or the machine's CPU count."""
+    return _num_threads if _num_threads is not None else (os.cpu_count() or 1)

@@ -1,0 +1,109 @@
+"""Activations and their derivatives (seed: "Activation Functions").
+
+Every function takes a float32 or float64 array of any shape and layout and returns an array of
+the same shape and dtype. ``out=`` (same shape and dtype, writable) receives the result and may be
+the input itself. Derivatives of sigmoid and tanh are computed from the activation ``a``, those
+of ReLU and leaky ReLU from ``z``, as the seed writes them.
+"""
+import numpy as np
+
+from . import _backend
+from ._validate import contiguous, direct_target, float_array, out_array, real
+
+
+def _elementwise(name, x, out, xname, *scalars):
+    x = float_array(x, xname)
+    if out is None:
+        out = np.empty(x.shape, x.dtype)
+        target = out
+    else:
+        out_array(out, x.shape, x.dtype)
+        target = out if direct_target(out, (x,)) else np.empty(x.shape, x.dtype)
+    if x.size:
+        fn = _backend.kernel("activations", name, x.size)
+        fn(contiguous(x).reshape(-1), *scalars, target.reshape(-1))
+    if target is not out:
+        out[...] = target
+    return out
+
+
+def sigmoid(x, out=None):
+    """Sigmoid, ``a = g(z) = 1 / (1 + e^{-z})``; finite and overflow-free for any finite z.
+
+    >>> nnfast.sigmoid(np.array([0.0, 2.0], dtype=np.float32))
+    array([0.5      , 0.8807971], dtype=float32)
+    """
+    return _elementwise("sigmoid", x, out, "x")
+
+
+def sigmoid_grad(a, out=None):
+    """Sigmoid derivative from the activation: ``g'(z) = g(z)(1 - g(z)) = a(1 - a)``."""
+    return _elementwise("sigmoid_grad", a, out, "a")
+
+
+def tanh(x, out=None):
+    """``a = tanh(z) = (e^z - e^{-z}) / (e^z + e^{-z})``."""
+    return _elementwise("tanh", x, out, "x")
+
+
+def tanh_grad(a, out=None):
+    """tanh derivative from the activation: ``g'(z) = 1 - tanh(z)^2 = 1 - a^2``."""
+    return _elementwise("tanh_grad", a, out, "a")
+
+
+def relu(x, out=None):
+    """ReLU, ``g(z) = max(0, z)``."""
+    return _elementwise("relu", x, out, "x")
+
+
+def relu_grad(z, out=None):
+    """ReLU derivative from z, with the seed's convention: ``g'(z) = 0 if z < 0, 1 if z >= 0``."""
+    return _elementwise("relu_grad", z, out, "z")
+
+
+def leaky_relu(x, slope=0.01, out=None):
+    """Leaky ReLU, ``g(z) = z if z >= 0 else slope * z`` (the seed's slope is 0.01)."""
+    return _elementwise("leaky_relu", x, out, "x", real(slope, "slope"))
+
+
+def leaky_relu_grad(z, slope=0.01, out=None):
+    """Leaky ReLU derivative from z: ``g'(z) = slope if z < 0, 1 if z >= 0``."""
+    return _elementwise("leaky_relu_grad", z, out, "z", real(slope, "slope"))
+
+
+def identity(x, out=None):
+    """``g(z) = z`` (output layer of a regression); a copy, or written into ``out``."""
+    x = float_array(x, "x")
+    if out is None:
+        return x.copy()
+    out_array(out, x.shape, x.dtype)
+    out[...] = x
+    return out
+
+
+def softmax(x, out=None):
+    """Softmax along the last axis, ``σ(z)_j = e^{z_j} / Σ_k e^{z_k}``.
+
+    The row maximum is subtracted before exponentiating, so any finite input gives a finite
+    result whose rows sum to 1. Any number of leading axes; a 1-D input is one row.
+
+    >>> nnfast.softmax(np.array([[1.0, 1.0], [0.0, 1e4]]))
+    array([[0.5, 0.5],
+           [0. , 1. ]])
+    """
+    x = float_array(x, "x")
+    if x.ndim == 0:
+        raise ValueError("x must have at least one axis for softmax, got a 0-d array")
+    if out is None:
+        out = np.empty(x.shape, x.dtype)
+        target = out
+    else:
+        out_array(out, x.shape, x.dtype)
+        target = out if direct_target(out, (x,)) else np.empty(x.shape, x.dtype)
+    if x.size:
+        k = x.shape[-1]
+        fn = _backend.kernel("activations", "softmax", x.size)
+        fn(contiguous(x).reshape(-1, k), target.reshape(-1, k))
+    if target is not out:
+        out[...] = target
+    return out

@@ -1,0 +1,114 @@
+"""Dense layers: forward pass and backpropagation of δ (seed: "Forward pass", "Backpropagation").
+
+Row-major batches, as scikit-learn's ``coefs_``: ``a`` is (m, fan_in), ``W`` is (fan_in, fan_out),
+``b`` is (fan_out,), ``z = a W + b``. The seed writes ``z = Θ a`` with column vectors: its Θ is
+our ``W.T``. The GEMM runs through BLAS; bias and activation (forward) and the activation
+derivative (backward) are applied in the same pass that consumes the GEMM result.
+"""
+import numpy as np
+
+from . import _backend, _kinds
+from ._validate import contiguous, float_array, no_overlap, out_array, real
+
+_FORWARD = dict(_kinds.ACTIVATIONS, softmax=_kinds.SOFTMAX)
+
+
+def _activation(name, argname, allowed):
+    if not isinstance(name, str) or name not in allowed:
+        raise ValueError(f"{argname} must be one of {sorted(allowed)}, got {name!r}")
+    return allowed[name]
+
+
+def _new_or_checked(out, shape, dtype, name, inputs):
+    if out is None:
+        return np.empty(shape, dtype)
+    out_array(out, shape, dtype, name)
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    for x, xname in inputs:
+        if np.may_share_memory(out, x):
+            raise ValueError(f"{name} shares memory with {xname}")
+    return out
+
+
+def dense_forward(a, W, b, activation="identity", *, slope=0.01, out=None, z_out=None):
+    """One layer's forward pass, ``a_next = g(a W + b)`` (seed: ``z = Θ a``, ``a = g(z)``).
+
+    a: (m, fan_in); W: (fan_in, fan_out); b: (fan_out,) or None; one float dtype.
+    activation: identity, sigmoid, tanh, relu, leaky_relu (with ``slope``) or softmax (rows).
+    ``out`` receives ``a_next`` (m, fan_out); ``z_out``, if given, receives ``z`` — what ReLU's
+    derivative needs in the backward pass. Neither may share memory with a, W or b.
+    Returns ``a_next``.
+
+    >>> a = np.ones((2, 3)); W = np.full((3, 2), 0.5); b = np.array([-2.0, 0.0])
+    >>> nnfast.dense_forward(a, W, b, "relu")
+    array([[0. , 1.5],
+           [0. , 1.5]])
+    """
+    kind = _activation(activation, "activation", _FORWARD)
+    slope = real(slope, "slope")
+    a = float_array(a, "a")
+    W = float_array(W, "W", a.dtype)
+    if a.ndim != 2 or W.ndim != 2 or a.shape[1] != W.shape[0]:
+        raise ValueError(f"a (shape {a.shape}) and W (shape {W.shape}) must be 2-D with "
+                         "a.shape[1] == W.shape[0]")
+    m, n = a.shape[0], W.shape[1]
+    if b is not None:
+        b = float_array(b, "b", a.dtype)
+        if b.shape != (n,):
+            raise ValueError(f"b has shape {b.shape}, but W has {n} output columns")
+        b = contiguous(b)
+    inputs = [(a, "a"), (W, "W")] + ([(b, "b")] if b is not None else [])
+    a_out = _new_or_checked(out, (m, n), a.dtype, "out", inputs)
+    z = a_out if z_out is None else _new_or_checked(z_out, (m, n), a.dtype, "z_out", inputs)
+    if z_out is not None and np.may_share_memory(z, a_out):
+        raise ValueError("z_out and out must be different arrays")
+    if a_out.size:
+        fn = _backend.kernel("dense", "dense_forward", a_out.size)
+        fn(contiguous(a), contiguous(W), b, kind, slope, z, a_out)
+    return a_out
+
+
+def dense_backward(delta, a_prev, W, activation_prev="identity", *, z_prev=None, slope=0.01,
+                   need_dprev=True, dW_out=None, db_out=None, dprev_out=None):
+    """Backpropagation through one layer, given its δ (dJ/dz, shape (m, fan_out)).
+
+    Returns ``(dW, db, delta_prev)``:
+    ``dW = a_prevᵀ δ`` (fan_in, fan_out), ``db = Σ_rows δ`` (fan_out,), and the seed's
+    ``δ^(l) = (Θ^(l))ᵀ δ^(l+1) .* g'(z^(l))`` written row-major as
+    ``delta_prev = (δ Wᵀ) * g'(·)`` (m, fan_in), the derivative fused after the GEMM.
+    ``activation_prev`` is the activation that produced ``a_prev``: sigmoid and tanh take their
+    derivative from ``a_prev``, relu and leaky_relu from ``z_prev`` (required for them);
+    ``identity`` (e.g. the input layer's "activation") gives ``delta_prev = δ Wᵀ``.
+    ``need_dprev=False`` skips δ_prev (first layer) and returns None for it.
+    """
+    kind = _activation(activation_prev, "activation_prev", _kinds.ACTIVATIONS)
+    slope = real(slope, "slope")
+    delta = float_array(delta, "delta")
+    a_prev = float_array(a_prev, "a_prev", delta.dtype)
+    W = float_array(W, "W", delta.dtype)
+    if delta.ndim != 2 or a_prev.ndim != 2 or W.ndim != 2:
+        raise ValueError("delta, a_prev and W must be 2-D")
+    m, n = delta.shape
+    k = W.shape[0]
+    if W.shape[1] != n or a_prev.shape != (m, k):
+        raise ValueError(f"shapes do not fit: delta {delta.shape}, a_prev {a_prev.shape}, "
+                         f"W {W.shape} (need delta (m, n), a_prev (m, k), W (k, n))")
+    src = a_prev
+    if need_dprev and kind in (_kinds.RELU, _kinds.LEAKY_RELU):
+        if z_prev is None:
+            raise ValueError(f"z_prev is required for activation_prev={activation_prev!r}")
+        src = float_array(z_prev, "z_prev", delta.dtype)
+        if src.shape != (m, k):
+            raise ValueError(f"z_prev has shape {src.shape}, but a_prev has shape {(m, k)}")
+    inputs = [(delta, "delta"), (a_prev, "a_prev"), (W, "W"), (src, "z_prev")]
+    dW = _new_or_checked(dW_out, (k, n), delta.dtype, "dW_out", inputs)
+    db = _new_or_checked(db_out, (n,), delta.dtype, "db_out", inputs)
+    dprev = (_new_or_checked(dprev_out, (m, k), delta.dtype, "dprev_out", inputs)
+             if need_dprev else None)
+    outs = [x for x in (dW, db, dprev) if x is not None]
+    no_overlap(outs, ["dW_out", "db_out", "dprev_out"][:len(outs)])
+    fn = _backend.kernel("dense", "dense_backward", delta.size + a_prev.size)
+    fn(contiguous(delta), contiguous(a_prev), contiguous(W), dW, db, dprev, kind, slope,
+       contiguous(src))
+    return dW, db, dprev

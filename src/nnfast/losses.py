@@ -1,0 +1,136 @@
+"""Losses fused with the output delta (seed: δ^(L) = a^(L) - y, "Regularization").
+
+Each loss returns ``(loss, dlogits)``: the mean over the batch's m rows as a Python float and
+dJ/d(logits) with the logits' shape and dtype, computed in one pass. ``out=`` receives dlogits and
+may be the logits array itself (they are then overwritten).
+"""
+import numpy as np
+
+from . import _backend
+from ._validate import contiguous, direct_target, float_array, out_array, real
+
+
+def _target(out, shape, dtype, inputs):
+    if out is None:
+        out = np.empty(shape, dtype)
+        return out, out
+    out_array(out, shape, dtype)
+    return out, (out if direct_target(out, inputs) else np.empty(shape, dtype))
+
+
+def _finish(out, target):
+    if target is not out:
+        out[...] = target
+    return out
+
+
+def softmax_cross_entropy(logits, y, out=None):
+    """Softmax cross-entropy fused with its delta.
+
+    ``J = -1/m Σ_i log softmax(z_i)[y_i]`` and ``dJ/dz = (softmax(z) - onehot(y)) / m``.
+
+    logits: (m, K) float32/float64. y: m integer class labels in [0, K), or (m, K) float
+    targets of the logits' dtype (one-hot or probability rows). Stable for any finite logits
+    (log-sum-exp with the row maximum subtracted).
+
+    >>> loss, d = nnfast.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 2]))
+    >>> round(loss, 6)   # log(3)
+    1.098612
+    """
+    logits = float_array(logits, "logits")
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be 2-D (n_samples, n_classes), got shape {logits.shape}")
+    m, k = logits.shape
+    if m == 0:
+        raise ValueError("logits has no rows; a mean over an empty batch is undefined")
+    if k == 0:
+        raise ValueError("logits has no classes (shape[1] == 0)")
+    y = np.asarray(y)
+    if y.dtype.kind in "iu":
+        if y.shape != (m,):
+            raise ValueError(f"y has shape {y.shape}, but integer labels for logits of shape "
+                             f"{logits.shape} must have shape ({m},)")
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= k:
+            raise ValueError(f"y holds labels in [{lo}, {hi}], outside [0, {k - 1}] for {k} classes")
+        labels = y.astype(np.int64, copy=False)
+        out, target = _target(out, logits.shape, logits.dtype, (logits,))
+        loss = _backend.kernel("losses", "softmax_cross_entropy", logits.size)(
+            contiguous(logits), contiguous(labels), target)
+        return loss, _finish(out, target)
+    if y.dtype.kind == "f":
+        y = float_array(y, "y", logits.dtype)
+        if y.shape != logits.shape:
+            raise ValueError(f"y has shape {y.shape}, but one-hot targets must match logits "
+                             f"{logits.shape}")
+        out, target = _target(out, logits.shape, logits.dtype, (logits, y))
+        loss = _backend.kernel("losses", "softmax_cross_entropy_probs", logits.size)(
+            contiguous(logits), contiguous(y), target)
+        return loss, _finish(out, target)
+    raise TypeError(f"y must hold integer labels or float one-hot targets, got dtype {y.dtype}")
+
+
+def _elementwise_loss(kernel_name, pred, y, out, pred_name):
+    pred = float_array(pred, pred_name)
+    shape = pred.shape
+    if pred.ndim == 1:
+        pred = pred.reshape(-1, 1)
+    if pred.ndim != 2:
+        raise ValueError(f"{pred_name} must be 1-D or 2-D (n_samples, n_outputs), got shape {shape}")
+    if pred.shape[0] == 0:
+        raise ValueError(f"{pred_name} has no rows; a mean over an empty batch is undefined")
+    y = np.asarray(y)
+    if y.dtype.kind in "iub":
+        y = y.astype(pred.dtype)
+    y = float_array(y, "y", pred.dtype)
+    if y.shape != shape:
+        raise ValueError(f"y has shape {y.shape}, but {pred_name} has shape {shape}")
+    y = y.reshape(pred.shape)
+    out, target = _target(out, shape, pred.dtype, (pred, y))
+    loss = _backend.kernel("losses", kernel_name, pred.size)(
+        contiguous(pred), contiguous(y), target.reshape(pred.shape))
+    return loss, _finish(out, target)
+
+
+def sigmoid_binary_cross_entropy(logits, y, out=None):
+    """Binary cross-entropy on logits, fused with the sigmoid output layer.
+
+    ``J = -1/m Σ [y log σ(z) + (1-y) log(1-σ(z))]`` and ``dJ/dz = (σ(z) - y) / m``.
+
+    logits: (m,) or (m, k) float32/float64; y: same shape, values in [0, 1] (0/1 labels as ints
+    are accepted). Computed as ``max(z,0) - z y + log(1 + e^{-|z|})``: finite for any finite z.
+    """
+    return _elementwise_loss("sigmoid_binary_cross_entropy", logits, y, out, "logits")
+
+
+def mean_squared_error(pred, y, out=None):
+    """The seed's squared error ``J = 1/(2m) Σ (h - y)^2`` and ``dJ/dh = (h - y) / m``.
+
+    pred, y: (m,) or (m, k), one float dtype; m is the number of rows.
+    """
+    return _elementwise_loss("mean_squared_error", pred, y, out, "pred")
+
+
+def l2_penalty(weights, lam, m):
+    """The seed's L2 term ``λ/(2m) Σ_l Σ θ^2`` over the weight matrices (never the biases).
+
+    weights: one array or a list of float arrays (one dtype each); lam >= 0; m > 0 the number
+    of training examples. Returns ``(penalty, grads)`` with ``grads[i] = λ/m · weights[i]``
+    (a list when a list was given).
+    """
+    lam = real(lam, "lam", 0.0)
+    m = real(m, "m", 0.0, low_open=True)
+    single = isinstance(weights, np.ndarray)
+    ws = [weights] if single else list(weights)
+    ws = [float_array(w, f"weights[{i}]") for i, w in enumerate(ws)]
+    scale = lam / m
+    total = 0.0
+    grads = []
+    for w in ws:
+        g = np.empty(w.shape, w.dtype)
+        if w.size:
+            fn = _backend.kernel("losses", "sum_squares_scaled", w.size)
+            total += fn(contiguous(w).reshape(-1), scale, g.reshape(-1))
+        grads.append(g)
+    penalty = lam / (2.0 * m) * total
+    return penalty, (grads[0] if single else grads)

@@ -1,0 +1,158 @@
+"""Optimizer updates (seed: "More Optimization Algorithms"): one fused pass, in place.
+
+``param`` and the state arrays (velocity, squares, moments) are float32/float64 arrays of one
+shape and dtype, writable and C-contiguous; they are updated in place and must not share memory.
+``grad`` is only read (any layout). Each function also takes lists of arrays — the whole model
+at once, like torch's multi-tensor ("foreach") path; when a model keeps its parameters in one
+flat buffer (``nnfast.MLP`` does), a single call on that buffer updates everything.
+
+All checks run before anything is written: a bad argument leaves every array as it was.
+"""
+import math
+
+from . import _backend
+from ._validate import beta as check_beta
+from ._validate import (contiguous, float_array, inplace_array, integer, no_overlap, real,
+                        same_shape)
+
+_STYLES = ("seed", "torch", "sklearn")
+
+
+def _style(style, allowed=_STYLES):
+    if style not in allowed:
+        raise ValueError(f"style must be one of {allowed}, got {style!r}")
+    return style
+
+
+def _groups(param, grad, states, state_names):
+    """Validated tuples (param, grad, *states) of contiguous arrays, one per tensor."""
+    if isinstance(param, (list, tuple)):
+        n = len(param)
+        for name, seq in (("grad", grad),) + tuple(zip(state_names, states)):
+            if not isinstance(seq, (list, tuple)) or len(seq) != n:
+                raise ValueError(f"{name} must be a list of {n} arrays, like param")
+        items = [(param[i], grad[i], *[s[i] for s in states]) for i in range(n)]
+        suffix = [f"[{i}]" for i in range(n)]
+    else:
+        items, suffix = [(param, grad, *states)], [""]
+    out = []
+    for (p, g, *ss), sfx in zip(items, suffix):
+        p = inplace_array(p, "param" + sfx)
+        g = float_array(g, "grad" + sfx, p.dtype)
+        same_shape(g, "grad" + sfx, p.shape, "param" + sfx)
+        ss = [inplace_array(s, name + sfx, p.dtype, p.shape) for s, name in zip(ss, state_names)]
+        no_overlap([p, *ss], ["param" + sfx] + [name + sfx for name in state_names])
+        out.append((p, contiguous(g), *ss))
+    return out
+
+
+def _run(name, groups, *scalars):
+    for p, g, *ss in groups:
+        if p.size:
+            fn = _backend.kernel("optim", name, p.size)
+            fn(p.reshape(-1), g.reshape(-1), *[s.reshape(-1) for s in ss], *scalars)
+
+
+def sgd_update(param, grad, lr, weight_decay=0.0):
+    """Plain gradient descent, the seed's ``θ = θ - α dθ`` (plus ``wd·θ`` added to dθ).
+
+    >>> p, g = np.ones(3, np.float32), np.full(3, 0.5, np.float32)
+    >>> nnfast.sgd_update(p, g, lr=0.1); p
+    array([0.95, 0.95, 0.95], dtype=float32)
+    """
+    lr = real(lr, "lr", 0.0)
+    weight_decay = real(weight_decay, "weight_decay", 0.0)
+    _run("sgd_update", _groups(param, grad, (), ()), lr, weight_decay)
+
+
+def momentum_update(param, grad, velocity, lr, beta=0.9, *, style="seed", dampening=None,
+                    nesterov=False, weight_decay=0.0):
+    """Gradient descent with momentum, ``velocity`` updated in place with ``param``.
+
+    - ``style="seed"``: ``V = βV + (1-β)dθ; θ = θ - αV`` (the lecture's formula).
+    - ``style="torch"``: torch.optim.SGD: ``V = βV + (1 - dampening)dθ; θ = θ - αV`` (nesterov:
+      ``θ = θ - α(dθ + βV)``). torch sets ``V = dθ`` on its first step: pass ``dampening=0``
+      there (``nnfast.optim.Momentum`` does).
+    - ``style="sklearn"``: scikit-learn's SGD: ``V = βV - α dθ; θ = θ + V`` (nesterov:
+      ``θ = θ + βV - α dθ``).
+    ``weight_decay`` adds ``wd·θ`` to dθ (torch's coupled form).
+    """
+    lr = real(lr, "lr", 0.0)
+    b = check_beta(beta, "beta")
+    _style(style)
+    weight_decay = real(weight_decay, "weight_decay", 0.0)
+    if not isinstance(nesterov, bool):
+        raise TypeError(f"nesterov must be a bool, got {type(nesterov).__name__}")
+    if style == "seed":
+        if dampening is not None:
+            raise ValueError("dampening is fixed to beta in the seed's form; use style='torch'")
+        damp = b
+    else:
+        damp = 0.0 if dampening is None else real(dampening, "dampening", 0.0, 1.0)
+    groups = _groups(param, grad, (velocity,), ("velocity",))
+    _run("momentum_update", groups, lr, b, damp, weight_decay, nesterov, style == "sklearn")
+
+
+def rmsprop_update(param, grad, sq, lr, beta=0.999, eps=1e-8, *, style="seed",
+                   weight_decay=0.0):
+    """RMSprop, ``sq`` (the seed's S) updated in place with ``param``.
+
+    ``S = βS + (1-β)dθ²``, then ``θ = θ - α dθ / sqrt(S + ε)`` (``style="seed"``) or
+    ``θ = θ - α dθ / (sqrt(S) + ε)`` (``style="torch"``, torch.optim.RMSprop with ``alpha=β``).
+    """
+    lr = real(lr, "lr", 0.0)
+    b = check_beta(beta, "beta")
+    eps = real(eps, "eps", 0.0)
+    _style(style, ("seed", "torch"))
+    weight_decay = real(weight_decay, "weight_decay", 0.0)
+    groups = _groups(param, grad, (sq,), ("sq",))
+    _run("rmsprop_update", groups, lr, b, eps, weight_decay, style == "seed")
+
+
+def adam_update(param, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+                weight_decay=0.0, *, style="seed", decoupled=False):
+    """Adam with bias correction; ``m`` (the seed's V) and ``v`` (S) updated in place.
+
+    ``V = β1 V + (1-β1)dθ``, ``S = β2 S + (1-β2)dθ²``, ``V^corr = V/(1-β1^t)``,
+    ``S^corr = S/(1-β2^t)`` with ``t = step`` (1 on the first call), then
+    ``θ = θ - α V^corr / sqrt(S^corr + ε)`` — the seed's form (``style="seed"``), or
+    ``θ = θ - α V^corr / (sqrt(S^corr) + ε)`` — torch.optim.Adam (``style="torch"``), or
+    scikit-learn's ``θ = θ - α sqrt(1-β2^t)/(1-β1^t) · V / (sqrt(S) + ε)`` (``style="sklearn"``).
+    ``weight_decay`` is added to dθ, or with ``decoupled=True`` applied as ``θ *= 1 - α·wd``
+    before the step (torch.optim.AdamW).
+
+    >>> p = np.zeros(4, np.float32); g = np.ones(4, np.float32)
+    >>> m, v = np.zeros_like(p), np.zeros_like(p)
+    >>> nnfast.adam_update(p, g, m, v, step=1, lr=0.1); p   # first step moves by ≈ lr
+    array([-0.1, -0.1, -0.1, -0.1], dtype=float32)
+    """
+    step = integer(step, "step", low=1)
+    lr = real(lr, "lr", 0.0)
+    beta1 = check_beta(beta1, "beta1")
+    beta2 = check_beta(beta2, "beta2")
+    eps = real(eps, "eps", 0.0)
+    weight_decay = real(weight_decay, "weight_decay", 0.0)
+    _style(style)
+    if not isinstance(decoupled, bool):
+        raise TypeError(f"decoupled must be a bool, got {type(decoupled).__name__}")
+    bc1 = 1.0 - beta1 ** step
+    bc2 = 1.0 - beta2 ** step
+    if style == "sklearn":
+        # sklearn's eps is added to sqrt(S) before correction: the same as torch's form with
+        # eps / sqrt(1 - β2^t).
+        eps = eps / math.sqrt(bc2)
+    groups = _groups(param, grad, (m, v), ("m", "v"))
+    _run("adam_update", groups, lr, beta1, beta2, eps, weight_decay, decoupled, bc1, bc2,
+         style == "seed")
+
+
+def inverse_time_decay(alpha0, decay_rate, epoch):
+    """The seed's learning-rate decay ``α = α0 / (1 + decay_rate · epoch_num)``.
+
+    >>> nnfast.inverse_time_decay(0.2, 1.0, 3)
+    0.05
+    """
+    alpha0 = real(alpha0, "alpha0", 0.0)
+    decay_rate = real(decay_rate, "decay_rate", 0.0)
+    epoch = real(epoch, "epoch", 0.0)
+    return alpha0 / (1.0 + decay_rate * epoch)
