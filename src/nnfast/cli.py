@@ -1,0 +1,198 @@
+"""The ``nnfast`` command: ``demo``, ``bench`` and ``info``.
+
+``main(argv=None)`` parses ``argv`` (default: ``sys.argv[1:]``), runs one command and returns
+its exit code, so tests call it directly and ``[project.scripts]`` points at it.
+"""
+import argparse
+import os
+import platform
+import sys
+
+import nnfast
+
+_CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16",
+              "amx_tile", "neon", "asimd", "sve")
+
+
+def _sizes(text):
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an element count: {text!r}") from None
+    if value < 1 or value != float(text):
+        raise argparse.ArgumentTypeError(f"sizes must be positive integers, got {text!r}")
+    return value
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="nnfast", description="Fast CPU training of multilayer perceptrons.")
+    parser.add_argument("--version", action="version", version=f"nnfast {nnfast.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{demo,bench,info}")
+    sub.required = True
+
+    demo = sub.add_parser("demo", help="train an MLP on scikit-learn's digits and report speed")
+    demo.add_argument("--epochs", type=int, default=None, help="training epochs")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.add_argument("--no-compare", action="store_true",
+                      help="skip the timing of the NumPy reference backend")
+
+    bench = sub.add_parser("bench", help="speedup table of the kernels against NumPy here")
+    bench.add_argument("--sizes", type=_sizes, nargs="+", default=None, metavar="N",
+                       help="element counts, e.g. 1e3 1e5 1e6 (default: 1e3 1e5 1e6)")
+    bench.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    bench.add_argument("--kernels", nargs="+", default=None, metavar="NAME",
+                       help="only these kernels (default: all)")
+    bench.add_argument("--repeat", type=int, default=None,
+                       help="timing repeats per measurement; the minimum is kept (default 5)")
+    bench.add_argument("--quick", action="store_true",
+                       help="small sizes and short timings: a rough table in a few seconds")
+
+    sub.add_parser("info", help="backends, threads, BLAS, CPU features, cache location")
+    return parser
+
+
+def _demo(args):
+    try:
+        from nnfast._demo import run_demo
+    except ImportError as exc:
+        print(f"nnfast demo: the demo is not available in this installation ({exc})",
+              file=sys.stderr)
+        return 1
+    if args.epochs is not None and args.epochs < 1:
+        print("nnfast demo: --epochs must be >= 1", file=sys.stderr)
+        return 2
+    kwargs = {"progress": not args.no_progress, "compare": not args.no_compare}
+    if args.epochs is not None:
+        kwargs["epochs"] = args.epochs
+    run_demo(**kwargs)
+    return 0
+
+
+def _bench(args):
+    from nnfast._bench import CASES, DEFAULT_SIZES, QUICK_SIZES, speedup_table
+
+    if args.kernels:
+        unknown = [k for k in args.kernels if k not in CASES]
+        if unknown:
+            print(f"nnfast bench: unknown kernels {unknown}; choose from {', '.join(CASES)}",
+                  file=sys.stderr)
+            return 2
+    sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    repeat = args.repeat or (3 if args.quick else 5)
+    if repeat < 1:
+        print("nnfast bench: --repeat must be >= 1", file=sys.stderr)
+        return 2
+    target = 0.002 if args.quick else 0.02
+    _, text = speedup_table(sizes=sizes, repeat=repeat, kernels=args.kernels,
+                            dtype=args.dtype, target=target)
+    print(text)
+    return 0
+
+
+def cpu_features():
+    """(cpu name, sorted SIMD feature names) as LLVM (through numba) sees the host, else
+    from /proc/cpuinfo's flags."""
+    try:
+        from llvmlite import binding
+
+        name = binding.get_host_cpu_name()
+        features = {f[1:] for f in binding.get_host_cpu_features().flatten().split(",")
+                    if f.startswith("+")}
+        features = {f.replace("-", "_") for f in features}
+    except Exception:  # llvmlite missing or too old: the kernel's view is as good
+        name, features = platform.processor() or platform.machine(), set()
+        try:
+            with open("/proc/cpuinfo") as fh:
+                for line in fh:
+                    if line.startswith(("flags", "Features")):
+                        features = set(line.split(":", 1)[1].split())
+                        break
+        except OSError:
+            pass
+    return name, sorted(f for f in features if f in _CPU_FLAGS or f.startswith("avx512"))
+
+
+def _numba_lines():
+    try:
+        import numba
+    except ImportError:
+        return ["numba: not installed"]
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet in this process
+        layer = f"not started (requested: {numba.config.THREADING_LAYER})"
+    cache = numba.config.CACHE_DIR or None
+    if cache is None:
+        spec_dir = os.path.join(os.path.dirname(nnfast.__file__), "_numba")
+        cache = f"{os.path.join(spec_dir, '__pycache__')} (beside the sources; NUMBA_CACHE_DIR unset)"
+    return [f"numba: {numba.__version__}, threading layer {layer}, "
+            f"NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}",
+            f"numba cache: {cache}"]
+
+
+def _cython_line():
+    if "cython" not in nnfast.backends():
+        return "cython backend: not built"
+    import nnfast._cython as cy
+
+    return f"cython backend: {os.path.dirname(cy.__file__)}"
+
+
+def _blas_lines():
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return ["threadpoolctl: not installed"]
+    import numpy  # noqa: F401  (loads NumPy's BLAS so that threadpoolctl sees it)
+
+    lines = []
+    for pool in threadpool_info():
+        lines.append(f"  {pool.get('user_api')}: {pool.get('internal_api')} "
+                     f"{pool.get('version') or ''} threads={pool.get('num_threads')} "
+                     f"arch={pool.get('architecture', '-')} "
+                     f"({os.path.basename(pool.get('filepath', ''))})")
+    return ["thread pools (threadpoolctl):"] + (lines or ["  none found"])
+
+
+def _info(args):
+    import numpy as np
+
+    name, features = cpu_features()
+    lines = [
+        f"nnfast: {nnfast.__version__} ({os.path.dirname(nnfast.__file__)})",
+        f"python: {platform.python_version()} on {platform.platform()}",
+        f"numpy: {np.__version__}",
+        f"backends: {', '.join(nnfast.backends())}",
+        f"backend in force: {nnfast.get_backend()}"
+        + (f" (NNFAST_BACKEND={os.environ['NNFAST_BACKEND']})"
+           if "NNFAST_BACKEND" in os.environ else ""),
+        f"threads: {nnfast.get_num_threads()} (cpu count {os.cpu_count()})",
+        *_numba_lines(),
+        _cython_line(),
+        *_blas_lines(),
+        f"cpu: {name}; features: {' '.join(features) or 'unknown'}",
+    ]
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
+                "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        if var in os.environ:
+            lines.append(f"env: {var}={os.environ[var]}")
+    print("\n".join(lines))
+    return 0
+
+
+_COMMANDS = {"demo": _demo, "bench": _bench, "info": _info}
+
+
+def main(argv=None):
+    """Run the ``nnfast`` command line on ``argv``; returns the exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (already printed)
+        return exc.code if isinstance(exc.code, int) else 2
+    return _COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
