@@ -1,0 +1,235 @@
+"""Optimizer objects over lists of arrays (seed: "More Optimization Algorithms").
+
+Each optimizer keeps its state (velocity, squares, moments) per parameter array, created lazily
+on the first ``step`` and keyed by the array's position, shape and dtype, and calls the fused
+in-place kernels of ``nnfast.updates`` once per step over the whole list — the drop-in for another
+trainer's update loop::
+
+    opt = nnfast.optim.Adam(lr=1e-3)
+    for X, y in batches:
+        grads = compute_grads(params, X, y)
+        opt.step(params, grads)
+
+``nnfast.MLP`` passes its one flat parameter buffer, so a step is a single kernel call. ``lr`` is
+a plain attribute: learning-rate schedules (the seed's decay) set it between steps. Listed in
+order of increasing complexity; ``style`` chooses whose formula is reproduced: the lecture's
+(``"seed"``), ``torch.optim``'s (``"torch"``) or scikit-learn's (``"sklearn"``).
+"""
+import numpy as np
+
+from . import updates
+from ._validate import beta as check_beta
+from ._validate import real
+
+__all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "make"]
+
+
+def _check_style(style, allowed):
+    if style not in allowed:
+        raise ValueError(f"style must be one of {allowed}, got {style!r}")
+    return style
+
+
+def _check_bool(value, name):
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+class Optimizer:
+    """Base class: ``lr``, the step counter ``t`` and lazily allocated per-parameter state."""
+
+    #: Names of the state arrays each parameter gets (zeros like the parameter).
+    state_names = ()
+
+    def __init__(self, lr):
+        self.lr = lr
+        self.t = 0
+        self._state = {}
+
+    @property
+    def lr(self):
+        return self._lr
+
+    @lr.setter
+    def lr(self, value):
+        self._lr = real(value, "lr", 0.0)
+
+    def _lists(self, params, grads):
+        if isinstance(params, (list, tuple)):
+            params, grads = list(params), grads
+        else:
+            params, grads = [params], [grads]
+        if not isinstance(grads, (list, tuple)) or len(grads) != len(params):
+            raise ValueError(f"grads must be a list of {len(params)} arrays, one per param")
+        return params, list(grads)
+
+    def _states(self, params):
+        """Per state name, the list of state arrays of ``params``; and which were just created."""
+        fresh = []
+        columns = [[] for _ in self.state_names]
+        for i, p in enumerate(params):
+            if not isinstance(p, np.ndarray):
+                raise TypeError(f"param[{i}] must be a numpy array updated in place, "
+                                f"got {type(p).__name__}")
+            key = (i, p.shape, p.dtype.str)
+            state = self._state.get(key)
+            fresh.append(state is None)
+            if state is None:
+                state = self._state[key] = [np.zeros(p.shape, p.dtype) for _ in self.state_names]
+            for column, arr in zip(columns, state):
+                column.append(arr)
+        return columns, fresh
+
+    def step(self, params, grads):
+        """Update ``params`` (an array or a list of arrays) in place from ``grads``."""
+        params, grads = self._lists(params, grads)
+        states, fresh = self._states(params)
+        self._update(params, grads, states, fresh, self.t + 1)
+        self.t += 1
+
+    def reset(self):
+        """Forget the state and the step count."""
+        self.t = 0
+        self._state.clear()
+
+    def __repr__(self):
+        opts = ", ".join(f"{k}={v!r}" for k, v in self._options().items())
+        return f"{type(self).__name__}({opts})"
+
+    def _options(self):
+        return {"lr": self.lr}
+
+
+class SGD(Optimizer):
+    """Plain gradient descent, the seed's ``θ = θ - α dθ`` (``weight_decay`` adds ``wd·θ``)."""
+
+    def __init__(self, lr=0.01, weight_decay=0.0):
+        super().__init__(lr)
+        self.weight_decay = real(weight_decay, "weight_decay", 0.0)
+
+    def _update(self, params, grads, states, fresh, t):
+        updates.sgd_update(params, grads, self.lr, self.weight_decay)
+
+    def _options(self):
+        return {"lr": self.lr, "weight_decay": self.weight_decay}
+
+
+class Momentum(Optimizer):
+    """Gradient descent with momentum (see ``nnfast.momentum_update``).
+
+    ``style="seed"``: ``V = βV + (1-β)dθ; θ = θ - αV``. ``style="torch"``: torch.optim.SGD with
+    ``momentum=beta`` (``V = dθ`` on the first step, then ``V = βV + (1-dampening)dθ``).
+    ``style="sklearn"``: scikit-learn's ``V = βV - α dθ; θ = θ + V``. ``nesterov`` for torch and
+    sklearn styles.
+    """
+
+    state_names = ("velocity",)
+
+    def __init__(self, lr=0.01, beta=0.9, style="seed", dampening=None, nesterov=False,
+                 weight_decay=0.0):
+        super().__init__(lr)
+        self.beta = check_beta(beta, "beta")
+        self.style = _check_style(style, ("seed", "torch", "sklearn"))
+        if dampening is not None:
+            if style == "seed":
+                raise ValueError("dampening is fixed to beta in the seed's form; use style='torch'")
+            dampening = real(dampening, "dampening", 0.0, 1.0)
+        self.dampening = dampening
+        self.nesterov = _check_bool(nesterov, "nesterov")
+        self.weight_decay = real(weight_decay, "weight_decay", 0.0)
+
+    def _update(self, params, grads, states, fresh, t):
+        (velocity,) = states
+        opts = dict(style=self.style, nesterov=self.nesterov, weight_decay=self.weight_decay)
+        if self.style != "torch" or not any(fresh):
+            updates.momentum_update(params, grads, velocity, self.lr, self.beta,
+                                    dampening=self.dampening, **opts)
+            return
+        # torch sets the buffer to dθ on its first step: dampening 0 for fresh state only.
+        for first in (True, False):
+            idx = [i for i, f in enumerate(fresh) if f is first]
+            if idx:
+                updates.momentum_update([params[i] for i in idx], [grads[i] for i in idx],
+                                        [velocity[i] for i in idx], self.lr, self.beta,
+                                        dampening=0.0 if first else self.dampening, **opts)
+
+    def _options(self):
+        return {"lr": self.lr, "beta": self.beta, "style": self.style,
+                "dampening": self.dampening, "nesterov": self.nesterov,
+                "weight_decay": self.weight_decay}
+
+
+class RMSprop(Optimizer):
+    """RMSprop: ``S = βS + (1-β)dθ²``, ``θ = θ - α dθ / sqrt(S + ε)`` (seed) or
+    ``/ (sqrt(S) + ε)`` (``style="torch"``, torch.optim.RMSprop with ``alpha=beta``)."""
+
+    state_names = ("sq",)
+
+    def __init__(self, lr=0.001, beta=0.999, eps=1e-8, style="seed", weight_decay=0.0):
+        super().__init__(lr)
+        self.beta = check_beta(beta, "beta")
+        self.eps = real(eps, "eps", 0.0)
+        self.style = _check_style(style, ("seed", "torch"))
+        self.weight_decay = real(weight_decay, "weight_decay", 0.0)
+
+    def _update(self, params, grads, states, fresh, t):
+        (sq,) = states
+        updates.rmsprop_update(params, grads, sq, self.lr, self.beta, self.eps, style=self.style,
+                               weight_decay=self.weight_decay)
+
+    def _options(self):
+        return {"lr": self.lr, "beta": self.beta, "eps": self.eps, "style": self.style,
+                "weight_decay": self.weight_decay}
+
+
+class Adam(Optimizer):
+    """Adam with bias correction (see ``nnfast.adam_update``); ``decoupled=True`` is AdamW.
+
+    ``style="seed"``: ``θ -= α V^corr / sqrt(S^corr + ε)``; ``"torch"``: ``/ (sqrt(S^corr) + ε)``;
+    ``"sklearn"``: scikit-learn's adam solver.
+    """
+
+    state_names = ("m", "v")
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                 style="seed", decoupled=False):
+        super().__init__(lr)
+        self.beta1 = check_beta(beta1, "beta1")
+        self.beta2 = check_beta(beta2, "beta2")
+        self.eps = real(eps, "eps", 0.0)
+        self.weight_decay = real(weight_decay, "weight_decay", 0.0)
+        self.style = _check_style(style, ("seed", "torch", "sklearn"))
+        self.decoupled = _check_bool(decoupled, "decoupled")
+
+    def _update(self, params, grads, states, fresh, t):
+        m, v = states
+        updates.adam_update(params, grads, m, v, t, self.lr, self.beta1, self.beta2, self.eps,
+                            self.weight_decay, style=self.style, decoupled=self.decoupled)
+
+    def _options(self):
+        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
+                "weight_decay": self.weight_decay, "style": self.style,
+                "decoupled": self.decoupled}
+
+
+_NAMES = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam}
+
+
+def make(optimizer, lr=None, **kwargs):
+    """An optimizer from a name ("sgd", "momentum", "rmsprop", "adam") and its options, or an
+    ``Optimizer`` instance as it is (then ``lr``, if given, replaces its learning rate)."""
+    if isinstance(optimizer, Optimizer):
+        if kwargs:
+            raise TypeError(f"options {sorted(kwargs)} apply to an optimizer name, not to an "
+                            "Optimizer instance")
+        if lr is not None:
+            optimizer.lr = lr
+        return optimizer
+    if not isinstance(optimizer, str):
+        raise TypeError(f"optimizer must be a name or an nnfast.optim.Optimizer, "
+                        f"got {type(optimizer).__name__}")
+    cls = _NAMES.get(optimizer.lower())
+    if cls is None:
+        raise ValueError(f"optimizer must be one of {sorted(_NAMES)}, got {optimizer!r}")
+    return cls(**kwargs) if lr is None else cls(lr=lr, **kwargs)
