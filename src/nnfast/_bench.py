@@ -11,6 +11,7 @@ their benchmarks from this same table, at the shapes they list.
 divided by each compiled backend's time, all measured in one process with ``timeit`` (minimum
 over repeats).
 """
+import importlib
 import time
 import timeit
 from typing import Callable, NamedTuple
@@ -18,6 +19,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 import nnfast
+from nnfast import _backend
 
 DEFAULT_SIZES = (1_000, 100_000, 1_000_000)
 QUICK_SIZES = (1_000, 10_000)
@@ -190,6 +192,39 @@ CASES = {
 }
 
 
+#: The low-level kernels (module, name) each public function dispatches to.
+LOW_LEVEL = {name: [("activations", name)] for name in list(CASES)[:9]}
+LOW_LEVEL.update({
+    "softmax_cross_entropy": [("losses", "softmax_cross_entropy")],
+    "sigmoid_binary_cross_entropy": [("losses", "sigmoid_binary_cross_entropy")],
+    "mean_squared_error": [("losses", "mean_squared_error")],
+    "l2_penalty": [("losses", "sum_squares_scaled")],
+    "dense_forward": [("dense", "dense_forward")],
+    "dense_backward": [("dense", "dense_backward")],
+    "batchnorm_forward": [("batchnorm", "batchnorm_forward_train")],
+    "batchnorm_backward": [("batchnorm", "batchnorm_backward")],
+    "sgd_update": [("optim", "sgd_update")],
+    "momentum_update": [("optim", "momentum_update")],
+    "rmsprop_update": [("optim", "rmsprop_update")],
+    "adam_update": [("optim", "adam_update")],
+})
+
+
+def missing(backend, kernel):
+    """Why ``backend`` cannot run the public function ``kernel``, or None if it can."""
+    if backend not in nnfast.backends():
+        return f"backend {backend!r} is not in nnfast.backends() = {nnfast.backends()}"
+    for module, name in LOW_LEVEL[kernel]:
+        package = _backend._PACKAGES[backend]
+        try:
+            mod = importlib.import_module(f"{package}.{module}")
+        except ImportError as exc:
+            return f"{package}.{module} does not import: {exc}"
+        if not hasattr(mod, name):
+            return f"{package}.{module} has no {name}"
+    return None
+
+
 def compiled_backends():
     """The available backends other than the reference, in nnfast's order."""
     return [b for b in nnfast.backends() if b != "reference"]
@@ -245,11 +280,11 @@ def speedup_table(sizes=DEFAULT_SIZES, repeat=5, kernels=None, dtype="float32", 
             fn = case.setup(shape, dtype, np.random.default_rng(seed))
             times = {}
             for backend in backends:
-                try:
-                    with nnfast.use_backend(backend):
-                        times[backend] = time_call(fn, repeat, target)
-                except (ImportError, AttributeError, NotImplementedError):
-                    times[backend] = None  # this backend does not have the kernel (yet)
+                if missing(backend, name):
+                    times[backend] = None
+                    continue
+                with nnfast.use_backend(backend):
+                    times[backend] = time_call(fn, repeat, target)
             ref = times["reference"]
             speedups = {b: (ref / t if t else None) for b, t in times.items() if b != "reference"}
             rows.append({"kernel": name, "size": n, "shape": shape, "dtype": dtype.name,

@@ -124,8 +124,8 @@ def _numba_lines():
         layer = f"not started (requested: {numba.config.THREADING_LAYER})"
     cache = numba.config.CACHE_DIR or None
     if cache is None:
-        spec_dir = os.path.join(os.path.dirname(nnfast.__file__), "_numba")
-        cache = f"{os.path.join(spec_dir, '__pycache__')} (beside the sources; NUMBA_CACHE_DIR unset)"
+        pycache = os.path.join(os.path.dirname(nnfast.__file__), "_numba", "__pycache__")
+        cache = f"{pycache} (beside the sources; NUMBA_CACHE_DIR unset)"
     return [f"numba: {numba.__version__}, threading layer {layer}, "
             f"NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}",
             f"numba cache: {cache}"]

@@ -1,0 +1,16 @@
+"""Dense layers at MLP shapes (batch m, fan_in k, fan_out n): forward ``relu(a W + b)`` with z
+kept, and backward (dW, db, and δ_prev through relu's derivative). Groups are labelled
+``m x k x n``; the GEMM runs through BLAS in every backend, so ratios measure the epilogues."""
+import pytest
+from conftest import DTYPES, label, run_case
+
+#: MNIST MLP first layer (128×784·784×512), a small layer (32×64·64×128), a square hidden
+#: layer and a 10-class output layer.
+SHAPES = [(128, 784, 512), (32, 64, 128), (256, 512, 512), (128, 512, 10)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=label)
+@pytest.mark.parametrize("kernel", ["dense_forward", "dense_backward"])
+def test_dense(benchmark, backend, kernel, dtype, shape):
+    run_case(benchmark, backend, kernel, dtype, shape)
