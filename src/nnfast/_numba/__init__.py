@@ -1,0 +1,12 @@
+"""The ``numba`` backend: the kernels of ``nnfast._reference`` compiled with ``numba.njit``.
+
+Same modules, functions and arguments as the reference. Kernels compile lazily on first use
+per dtype and are cached on disk (``cache=True``); loops are written so that LLVM vectorizes
+them (see ``_fastmath`` for exp/tanh/sigmoid), and large arrays are split over threads.
+"""
+import numba
+
+
+def set_num_threads(n):
+    """Bound the threads of the parallel (``prange``) kernels to ``n``."""
+    numba.set_num_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
