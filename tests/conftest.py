@@ -47,13 +47,13 @@ TOL = {
 }
 
 
-def _unusable(name):
-    """Why the backend ``name`` cannot be tested here, or None."""
+def _unusable(name, modules):
+    """Why the backend ``name`` cannot be tested here (for kernels in ``modules``), or None."""
     if name not in nnfast.backends():
         return f"backend {name!r} is not in nnfast.backends() = {nnfast.backends()}"
     package = {"reference": "nnfast._reference", "numba": "nnfast._numba",
                "cython": "nnfast._cython"}[name]
-    for module in KERNEL_MODULES:
+    for module in modules:
         try:
             importlib.import_module(f"{package}.{module}")
         except ImportError as exc:
@@ -65,11 +65,13 @@ def _unusable(name):
 _UNUSABLE = {}
 
 
-def require_backend(name):
-    """Skip (or, with NNFAST_REQUIRE_BACKENDS=1, fail) unless backend ``name`` is usable."""
-    if name not in _UNUSABLE:
-        _UNUSABLE[name] = _unusable(name)
-    reason = _UNUSABLE[name]
+def require_backend(name, modules=KERNEL_MODULES):
+    """Skip (or, with NNFAST_REQUIRE_BACKENDS=1, fail) unless backend ``name`` is usable for the
+    kernel modules ``modules``."""
+    key = (name, tuple(modules))
+    if key not in _UNUSABLE:
+        _UNUSABLE[key] = _unusable(name, modules)
+    reason = _UNUSABLE[key]
     if reason is not None:
         if REQUIRE_BACKENDS:
             pytest.fail(f"NNFAST_REQUIRE_BACKENDS=1 but {reason}")
@@ -78,8 +80,9 @@ def require_backend(name):
 
 @pytest.fixture(params=BACKEND_NAMES)
 def backend(request):
-    """The name of the backend in force for the whole test."""
-    require_backend(request.param)
+    """The name of the backend in force for the whole test. A test file may set
+    ``BACKEND_MODULES`` to the kernel modules it exercises (default: all of them)."""
+    require_backend(request.param, getattr(request.module, "BACKEND_MODULES", KERNEL_MODULES))
     with nnfast.use_backend(request.param):
         yield request.param
 

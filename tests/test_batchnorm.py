@@ -6,6 +6,8 @@ import pytest
 import nnfast
 from conftest import LARGE, close, describe, make_rng, no_warnings, reference
 
+BACKEND_MODULES = ("batchnorm",)
+
 
 def _inputs(dtype, m, n, layout="C", offset=0.0, key=""):
     rng = make_rng("bn", dtype.name, m, n, layout, offset, key)

@@ -6,6 +6,8 @@ import pytest
 import nnfast
 from conftest import close, describe, make_rng, no_warnings, reference
 
+BACKEND_MODULES = ("dense",)
+
 ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu"]
 FORWARD_ACTIVATIONS = ACTIVATIONS + ["softmax"]
 

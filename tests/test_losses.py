@@ -8,6 +8,8 @@ import pytest
 import nnfast
 from conftest import LARGE, awkward_matrices, close, describe, make_rng, no_warnings, reference
 
+BACKEND_MODULES = ("losses",)
+
 
 def _onehot(labels, k, dtype):
     t = np.zeros((labels.size, k), dtype)

@@ -9,6 +9,8 @@ import pytest
 import nnfast
 from conftest import make_rng
 
+BACKEND_MODULES = ("optim",)
+
 STEPS = 50
 SHAPES = [(7, 5), (5,)]
 

@@ -6,6 +6,8 @@ import pytest
 import nnfast
 from conftest import LARGE, close, describe, make_rng, no_warnings, reference
 
+BACKEND_MODULES = ("optim",)
+
 STEPS = 50
 
 #: id -> (function, number of state arrays, keyword arguments); adam also gets step=t
