@@ -313,10 +313,13 @@ class MLP:
                     raise ValueError(f"{name} holds labels in [{lo}, {hi}], outside the model's "
                                      f"classes 0..{k - 1}")
                 return np.ascontiguousarray(y, dtype=np.int64)
+            if y.dtype.kind == "f" and y.ndim == 1:
+                raise TypeError(f"class labels {name} must be integers 0..{k - 1}, got dtype "
+                                f"{y.dtype} (float targets must be one-hot rows ({m}, {k}))")
             if y.dtype.kind == "f":
                 if y.shape != (m, k):
                     raise ValueError(f"one-hot targets {name} must have shape {(m, k)}, got "
-                                     f"{y.shape} (class labels must be integers)")
+                                     f"{y.shape}")
                 y = np.ascontiguousarray(y, dtype=self.dtype)
                 if not np.isfinite(y).all() or (y < 0).any():
                     raise ValueError(f"one-hot targets {name} must be finite and >= 0")
