@@ -41,8 +41,11 @@ _INLINE = dict(_JIT, inline="always")
 SUM_FASTMATH = FASTMATH | {"reassoc"}
 
 #: Arrays with at least this many elements are split over threads; below it one thread runs
-#: the loop (a prange launch costs ~10 µs; measured with /tmp/nb_time.py).
-PARALLEL_MIN = 1 << 16
+#: the loop. Measured on the 2-core dev machine while other processes kept it busy: a prange
+#: region then often waits a whole scheduler slice (~8 ms) for its second thread, so at 2**16
+#: (relu: 5 µs serial) the median parallel call took 15 ms; only from ~1e6 elements is the
+#: work per call large enough for a possible 2x to be worth that risk.
+PARALLEL_MIN = 1 << 20
 #: Fixed chunk length for parallel loops (independent of the thread count: deterministic sums).
 CHUNK = 1 << 14
 
