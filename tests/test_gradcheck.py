@@ -1,0 +1,90 @@
+"""nnfast.gradcheck: the seed's two-sided differences and relative difference."""
+import numpy as np
+import pytest
+from conftest import make_rng
+
+import nnfast
+from nnfast.gradcheck import GradcheckResult
+
+
+def test_seed_formula_on_a_quadratic():
+    """J = Σ a·θ²: dθ = 2aθ; the central difference of a quadratic is exact up to roundoff."""
+    rng = make_rng("quadratic")
+    a, theta = rng.uniform(0.5, 2.0, 6), rng.standard_normal(6)
+    result = nnfast.gradcheck(lambda: float(np.sum(a * theta ** 2)), theta, 2 * a * theta)
+    assert isinstance(result, GradcheckResult) and float(result) == result.diff
+    assert result.diff < 1e-8
+    np.testing.assert_allclose(result.approx[0], 2 * a * theta, rtol=1e-6)
+
+
+def test_relative_difference_is_the_seeds():
+    """diff = ||approx - dθ|| / (||approx|| + ||dθ||): a wrong gradient is caught, per array."""
+    w, b = np.array([1.0, -2.0, 0.5]), np.array([0.3])
+    loss = lambda: float(w @ w + 3 * b[0])          # noqa: E731
+    good, wrong = [2 * w, np.array([3.0])], [2 * w, np.array([-3.0])]
+    assert nnfast.gradcheck(loss, [w, b], good).diff < 1e-8
+    result = nnfast.gradcheck(loss, [w, b], wrong)
+    assert result.per_param[0] < 1e-8 and result.per_param[1] == pytest.approx(1.0)
+    approx = np.concatenate([2 * w, [3.0]])
+    analytic = np.concatenate(wrong)
+    want = (np.linalg.norm(approx - analytic)
+            / (np.linalg.norm(approx) + np.linalg.norm(analytic)))
+    assert result.diff == pytest.approx(want, rel=1e-6)
+
+
+def test_params_restored_bit_for_bit_and_zero_gradient():
+    rng = make_rng("restore")
+    params = [rng.standard_normal((3, 4)), rng.standard_normal(5).astype(np.float32)]
+    before = [p.copy() for p in params]
+    result = nnfast.gradcheck(lambda: 1.0, params, [np.zeros((3, 4)), np.zeros(5)])
+    assert result.diff == 0.0 and result.per_param == [0.0, 0.0]
+    for b, p in zip(before, params):
+        np.testing.assert_array_equal(b, p)
+
+
+def test_checks_nnfast_kernels_end_to_end():
+    """A one-layer softmax model written with the functional kernels."""
+    rng = make_rng("kernels")
+    X, y = rng.standard_normal((10, 4)), rng.integers(0, 3, 10)
+    W, b = rng.standard_normal((4, 3)), rng.standard_normal(3)
+
+    def loss():
+        return nnfast.softmax_cross_entropy(nnfast.dense_forward(X, W, b), y)[0]
+
+    _, delta = nnfast.softmax_cross_entropy(nnfast.dense_forward(X, W, b), y)
+    dW, db, _ = nnfast.dense_backward(delta, X, W, need_dprev=False)
+    assert nnfast.gradcheck(loss, [W, b], [dW, db]).diff < 1e-8
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda: nnfast.gradcheck(3, [np.zeros(2)], [np.zeros(2)]), TypeError, "loss_fn"),
+    (lambda: nnfast.gradcheck(lambda: 0.0, [np.zeros(2)], []), ValueError, "grads"),
+    (lambda: nnfast.gradcheck(lambda: 0.0, [np.zeros(2)], [np.zeros(3)]), ValueError,
+     "grads\\[0\\]"),
+    (lambda: nnfast.gradcheck(lambda: 0.0, [np.zeros(2, int)], [np.zeros(2)]), TypeError,
+     "params\\[0\\]"),
+    (lambda: nnfast.gradcheck(lambda: 0.0, [np.zeros((3, 4)).T], [np.zeros((4, 3))]),
+     ValueError, "contiguous"),
+    (lambda: nnfast.gradcheck(lambda: 0.0, [np.zeros(2)], [np.zeros(2)], eps=0.0), ValueError,
+     "eps"),
+])
+def test_bad_arguments(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_read_only_param():
+    p = np.zeros(2)
+    p.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        nnfast.gradcheck(lambda: 0.0, [p], [np.zeros(2)])
+
+
+def test_model_check_gradients_covers_every_param():
+    net = nnfast.MLP([8, 16, 16, 4], hidden="tanh", batchnorm=True, l2=0.1, dtype="float64",
+                     seed=0)
+    rng = make_rng("model")
+    X, y = rng.standard_normal((32, 8)), rng.integers(0, 4, 32)
+    result = net.check_gradients(X, y)
+    assert result.diff < 1e-7
+    assert [a.shape for a in result.approx] == [p.shape for p in net.params]
