@@ -5,9 +5,10 @@ and then its derivative from ``a`` (groups ``sigmoid_fwd_grad-…``, ``tanh_fwd_
 """
 import numpy as np
 import pytest
-from conftest import DTYPES, SIZES, SIZES_TO_1E7, label, run, run_case
 
 import nnfast
+
+from .harness import DTYPES, SIZES, SIZES_TO_1E7, label, run, run_case
 
 ELEMENTWISE = ("sigmoid", "sigmoid_grad", "tanh", "tanh_grad", "relu", "relu_grad",
                "leaky_relu", "leaky_relu_grad")

@@ -1,7 +1,8 @@
 """Batch normalization of (batch, features) hidden layers: training forward (with the running
 statistics' update) and backward."""
 import pytest
-from conftest import DTYPES, label, run_case
+
+from .harness import DTYPES, label, run_case
 
 SHAPES = [(32, 128), (128, 512), (1024, 256), (256, 2048)]
 

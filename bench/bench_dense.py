@@ -2,7 +2,8 @@
 kept, and backward (dW, db, and δ_prev through relu's derivative). Groups are labelled
 ``m x k x n``; the GEMM runs through BLAS in every backend, so ratios measure the epilogues."""
 import pytest
-from conftest import DTYPES, label, run_case
+
+from .harness import DTYPES, label, run_case
 
 #: MNIST MLP first layer (128×784·784×512), a small layer (32×64·64×128), a square hidden
 #: layer and a 10-class output layer.

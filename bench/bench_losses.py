@@ -1,7 +1,8 @@
 """Losses fused with their output delta: softmax cross-entropy by (batch, classes) shape,
 binary cross-entropy and squared error by element count, and the L2 penalty."""
 import pytest
-from conftest import DTYPES, SIZES, label, run_case
+
+from .harness import DTYPES, SIZES, label, run_case
 
 #: (batch, classes): MNIST-like (1024, 10), ImageNet-like (256, 1000), and around them.
 CLASS_SHAPES = [(64, 10), (1024, 10), (8192, 10), (256, 100), (256, 1000), (1024, 1000)]

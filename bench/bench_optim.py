@@ -3,9 +3,10 @@
 arrays (``torch.from_numpy`` shares their memory), in the same groups."""
 import numpy as np
 import pytest
-from conftest import DTYPES, SIZES_TO_1E7, label, run, run_case
 
 from nnfast import _bench
+
+from .harness import DTYPES, SIZES_TO_1E7, label, run, run_case
 
 UPDATES = ("sgd_update", "momentum_update", "rmsprop_update", "adam_update")
 GROUP = {"sgd_update": "sgd", "momentum_update": "momentum", "rmsprop_update": "rmsprop",

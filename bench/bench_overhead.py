@@ -6,9 +6,10 @@ low-level kernel directly, so public minus kernel is what nnfast's checks and di
 """
 import numpy as np
 import pytest
-from conftest import BACKENDS, DTYPES, run
 
 from nnfast import _backend, _bench
+
+from .harness import BACKENDS, DTYPES, run
 
 N = 64
 

@@ -1,0 +1,1 @@
+"""nnfast benchmarks (pytest-benchmark); see README.md."""
