@@ -253,3 +253,12 @@ def sum_span(x):
         s += np.float64(x[i])
     return s
 
+
+
+@njit(fastmath=SUM_FASTMATH, error_model="numpy", cache=True)
+def dot_span(x, y):
+    """float64 sum of x·y over two 1-D arrays of one length (vectorized, fixed order)."""
+    s = 0.0
+    for i in range(x.size):
+        s += np.float64(x[i]) * np.float64(y[i])
+    return s
