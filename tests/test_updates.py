@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import nnfast
-from conftest import LARGE, close, describe, make_rng, no_warnings, reference
+from conftest import LARGE, close, describe, make_rng, no_warnings, reference, update_grads
 
 BACKEND_MODULES = ("optim",)
 
@@ -55,7 +55,7 @@ def _call(name, param, grad, states, t):
 
 
 def _grad(rng, shape, dtype, layout):
-    g = rng.standard_normal(shape).astype(dtype)
+    g = update_grads(rng, shape, dtype)
     if layout == "strided grad":
         g = np.repeat(g.reshape(-1), 2)[::2].reshape(shape) if g.ndim == 1 else \
             np.asfortranarray(g)
@@ -79,7 +79,7 @@ def _run(name, backend, dtype, shape, layout, steps=STEPS):
     """``steps`` updates by the backend in force and by the reference, compared every step."""
     nstates = CONFIGS[name][1]
     rng = make_rng("updates", name, dtype.name, shape)
-    p = rng.standard_normal(shape).astype(dtype)
+    p = (0.5 * rng.standard_normal(shape)).astype(dtype)
     states = [np.zeros(shape, dtype) for _ in range(nstates)]
     p_ref, states_ref = p.copy(), [s.copy() for s in states]
     for t in range(1, steps + 1):
@@ -91,9 +91,9 @@ def _run(name, backend, dtype, shape, layout, steps=STEPS):
             assert _call(name, p, g, states, t) is None, what
         reference(_call, name, p_ref, g, states_ref, t)
         np.testing.assert_array_equal(g, g0, err_msg=f"{what}: grad mutated")
-        close(p, p_ref, dtype, f"{what}: param")
+        close(p, p_ref, dtype, f"{what}: param", normwise=True)
         for i, (s, sr) in enumerate(zip(states, states_ref)):
-            close(s, sr, dtype, f"{what}: state {i}")
+            close(s, sr, dtype, f"{what}: state {i}", normwise=True)
         assert p.dtype == dtype and all(s.dtype == dtype for s in states), what
 
 
@@ -114,15 +114,15 @@ def test_list_of_arrays_equals_per_array_calls(name, backend, dtype):
     ps1 = [p.copy() for p in ps]
     sts1 = [[s.copy() for s in st] for st in sts]
     for t in range(1, 11):
-        gs = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        gs = [update_grads(rng, s, dtype) for s in shapes]
         _call(name, ps, gs, sts, t)
         for i in range(len(shapes)):
             _call(name, ps1[i], gs[i], [st[i] for st in sts1], t)
     what = f"{name}, backend {backend}, dtype {dtype}: list call vs per-array calls"
     for i in range(len(shapes)):
-        close(ps[i], ps1[i], dtype, f"{what}, param[{i}]")
+        close(ps[i], ps1[i], dtype, f"{what}, param[{i}]", normwise=True)
         for k in range(nstates):
-            close(sts[k][i], sts1[k][i], dtype, f"{what}, state {k}[{i}]")
+            close(sts[k][i], sts1[k][i], dtype, f"{what}, state {k}[{i}]", normwise=True)
     # tuples work like lists
     pt = tuple(p.copy() for p in ps)
     _call(name, pt, tuple(gs), tuple(tuple(s.copy() for s in st) for st in sts), 11)
@@ -137,11 +137,33 @@ def test_flat_buffer_views_update_like_separate_arrays(backend, dtype):
     sep = [x.copy() for x in views]
     sm, sv = [np.zeros_like(x) for x in sep], [np.zeros_like(x) for x in sep]
     for t in range(1, 6):
-        g = rng.standard_normal(flat.size).astype(dtype)
+        g = update_grads(rng, flat.size, dtype)
         nnfast.adam_update(flat, g, m, v, t, lr=0.01)
         nnfast.adam_update(sep, [g[:12].reshape(4, 3), g[12:]], sm, sv, t, lr=0.01)
-    close(views[0], sep[0], dtype, f"flat buffer, backend {backend}")
-    close(views[1], sep[1], dtype, f"flat buffer, backend {backend}")
+    close(views[0], sep[0], dtype, f"flat buffer, backend {backend}", normwise=True)
+    close(views[1], sep[1], dtype, f"flat buffer, backend {backend}", normwise=True)
+
+
+@pytest.mark.parametrize("name", [n for n in CONFIGS if "wd" not in n and "decoupled" not in n
+                                  and "adamw" not in n])
+def test_zero_and_tiny_gradients(name, backend, dtype):
+    """Where ε matters: exact zeros, tiny and huge gradients (no weight decay, no cancellation)."""
+    nstates = CONFIGS[name][1]
+    g = np.array([0.0, -0.0, 1e-30, -1e-20, 1e-10, -1e-6, 1e-3, 1.0, -1e4, 1e8][
+        : 10 if dtype == np.float64 else 9], dtype=dtype)
+    p = np.linspace(-1, 1, g.size).astype(dtype)
+    states = [np.zeros_like(p) for _ in range(nstates)]
+    p_ref, states_ref = p.copy(), [s.copy() for s in states]
+    for t in range(1, 6):
+        gt = g if t % 2 else g[::-1].copy()
+        what = f"{name}, backend {backend}, dtype {dtype}, tiny/zero/huge gradients, step {t}"
+        with no_warnings():
+            _call(name, p, gt, states, t)
+        reference(_call, name, p_ref, gt, states_ref, t)
+        assert np.all(np.isfinite(p)), what
+        close(p, p_ref, dtype, f"{what}: param")
+        for i, (s, sr) in enumerate(zip(states, states_ref)):
+            close(s, sr, dtype, f"{what}: state {i}")
 
 
 # --- the reference against the seed's formulas --------------------------------------------------
