@@ -223,3 +223,33 @@ def test_public_names():
     assert nnfast.optim is optim
     assert [c.__name__ for c in (optim.SGD, optim.Momentum, optim.RMSprop, optim.Adam)] == [
         "SGD", "Momentum", "RMSprop", "Adam"]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: optim.SGD(lr=0.1, weight_decay=0.01),
+    lambda: optim.Momentum(lr=0.1),
+    lambda: optim.Momentum(lr=0.1, style="torch", dampening=0.2, nesterov=True),
+    lambda: optim.Momentum(lr=0.1, style="sklearn", nesterov=True),
+    lambda: optim.RMSprop(lr=0.01),
+    lambda: optim.RMSprop(lr=0.01, style="torch", weight_decay=0.1),
+    lambda: optim.Adam(lr=0.01),
+    lambda: optim.Adam(lr=0.01, style="torch", weight_decay=0.1, decoupled=True),
+    lambda: optim.Adam(lr=0.01, style="sklearn"),
+], ids=["sgd", "momentum-seed", "momentum-torch", "momentum-sklearn", "rmsprop-seed",
+        "rmsprop-torch", "adam-seed", "adamw-torch", "adam-sklearn"])
+def test_step_flat_equals_step(make, dtype):
+    """The MLP's trusted path (validated once, then the kernel directly) is the same update."""
+    rng = make_rng("flat", dtype.name)
+    start = rng.standard_normal(50).astype(dtype)
+    a, b = make(), make()
+    pa, pb = start.copy(), start.copy()
+    gb = np.empty_like(start)                   # the same grad buffer every step, as MLP's
+    for t in range(STEPS):
+        g = rng.standard_normal(50).astype(dtype)
+        if t == 3:
+            a.lr = b.lr = a.lr / 2              # a schedule changes lr between steps
+        a.step([pa], [g])
+        np.copyto(gb, g)
+        b.step_flat(pb, gb)
+    np.testing.assert_array_equal(pa, pb)
+    assert a.t == b.t == STEPS

@@ -216,7 +216,6 @@ class MLP:
         self._weights = self.flat_params[:self.n_weights]
         self._weight_grads = self.flat_grads[:self.n_weights]
         self._l2_tmp = np.empty(self.n_weights, dt)
-        self._flat_param_list, self._flat_grad_list = [self.flat_params], [self.flat_grads]
         self._buffers_backup = np.empty_like(self.flat_buffers)
         self._workspaces = {}
 
@@ -512,7 +511,7 @@ class MLP:
                 np.copyto(self.flat_buffers, self._buffers_backup)
             raise FloatingPointError(f"the training loss is {loss}; weights were not updated "
                                      "(lower the learning rate or standardize X)")
-        optimizer.step(self._flat_param_list, self._flat_grad_list)
+        optimizer.step_flat(self.flat_params, self.flat_grads)
         return loss
 
     def train_step(self, X, y, optimizer):

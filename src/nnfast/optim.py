@@ -15,9 +15,11 @@ a plain attribute: learning-rate schedules (the seed's decay) set it between ste
 order of increasing complexity; ``style`` chooses whose formula is reproduced: the lecture's
 (``"seed"``), ``torch.optim``'s (``"torch"``) or scikit-learn's (``"sklearn"``).
 """
+import math
+
 import numpy as np
 
-from . import updates
+from . import _backend, updates
 from ._validate import beta as check_beta
 from ._validate import real
 
@@ -46,6 +48,7 @@ class Optimizer:
         self.lr = lr
         self.t = 0
         self._state = {}
+        self._trusted = None
 
     @property
     def lr(self):
@@ -88,10 +91,29 @@ class Optimizer:
         self._update(params, grads, states, fresh, self.t + 1)
         self.t += 1
 
+    def step_flat(self, param, grad):
+        """``step(param, grad)`` for a caller that passes the same two 1-D arrays every time
+        (``nnfast.MLP``'s flat buffers). The first call validates them through
+        ``nnfast.updates``; later calls go straight to the backend's fused kernel, skipping
+        ~50 µs of per-call checks (Adam on a 17k-element buffer: 120-138 µs -> 72-80 µs,
+        reference backend, timeit).
+        Hyperparameters other than ``lr`` are taken as validated by the constructor."""
+        trusted = self._trusted
+        if trusted is None or trusted[0] is not param or trusted[1] is not grad:
+            self.step(param, grad)
+            if param.ndim == 1:
+                self._trusted = (param, grad, self._state[(0, param.shape, param.dtype.str)])
+            return
+        t = self.t + 1
+        _backend.kernel("optim", self._kernel_name, param.size)(param, grad, *trusted[2],
+                                                               *self._scalars(t))
+        self.t = t
+
     def reset(self):
         """Forget the state and the step count."""
         self.t = 0
         self._state.clear()
+        self._trusted = None
 
     def __repr__(self):
         opts = ", ".join(f"{k}={v!r}" for k, v in self._options().items())
@@ -108,8 +130,13 @@ class SGD(Optimizer):
         super().__init__(lr)
         self.weight_decay = real(weight_decay, "weight_decay", 0.0)
 
+    _kernel_name = "sgd_update"
+
     def _update(self, params, grads, states, fresh, t):
         updates.sgd_update(params, grads, self.lr, self.weight_decay)
+
+    def _scalars(self, t):
+        return self.lr, self.weight_decay
 
     def _options(self):
         return {"lr": self.lr, "weight_decay": self.weight_decay}
@@ -125,6 +152,7 @@ class Momentum(Optimizer):
     """
 
     state_names = ("velocity",)
+    _kernel_name = "momentum_update"
 
     def __init__(self, lr=0.01, beta=0.9, style="seed", dampening=None, nesterov=False,
                  weight_decay=0.0):
@@ -154,6 +182,12 @@ class Momentum(Optimizer):
                                         [velocity[i] for i in idx], self.lr, self.beta,
                                         dampening=0.0 if first else self.dampening, **opts)
 
+    def _scalars(self, t):
+        # Low-level arguments after the first step (which goes through ``updates``).
+        damp = self.beta if self.style == "seed" else (self.dampening or 0.0)
+        return (self.lr, self.beta, damp, self.weight_decay, self.nesterov,
+                self.style == "sklearn")
+
     def _options(self):
         return {"lr": self.lr, "beta": self.beta, "style": self.style,
                 "dampening": self.dampening, "nesterov": self.nesterov,
@@ -165,6 +199,7 @@ class RMSprop(Optimizer):
     ``/ (sqrt(S) + ε)`` (``style="torch"``, torch.optim.RMSprop with ``alpha=beta``)."""
 
     state_names = ("sq",)
+    _kernel_name = "rmsprop_update"
 
     def __init__(self, lr=0.001, beta=0.999, eps=1e-8, style="seed", weight_decay=0.0):
         super().__init__(lr)
@@ -177,6 +212,9 @@ class RMSprop(Optimizer):
         (sq,) = states
         updates.rmsprop_update(params, grads, sq, self.lr, self.beta, self.eps, style=self.style,
                                weight_decay=self.weight_decay)
+
+    def _scalars(self, t):
+        return self.lr, self.beta, self.eps, self.weight_decay, self.style == "seed"
 
     def _options(self):
         return {"lr": self.lr, "beta": self.beta, "eps": self.eps, "style": self.style,
@@ -191,6 +229,7 @@ class Adam(Optimizer):
     """
 
     state_names = ("m", "v")
+    _kernel_name = "adam_update"
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
                  style="seed", decoupled=False):
@@ -206,6 +245,13 @@ class Adam(Optimizer):
         m, v = states
         updates.adam_update(params, grads, m, v, t, self.lr, self.beta1, self.beta2, self.eps,
                             self.weight_decay, style=self.style, decoupled=self.decoupled)
+
+    def _scalars(self, t):
+        bc1, bc2 = 1.0 - self.beta1 ** t, 1.0 - self.beta2 ** t
+        # as nnfast.adam_update: sklearn's eps sits outside the uncorrected sqrt(S)
+        eps = self.eps / math.sqrt(bc2) if self.style == "sklearn" else self.eps
+        return (self.lr, self.beta1, self.beta2, eps, self.weight_decay, self.decoupled, bc1,
+                bc2, self.style == "seed")
 
     def _options(self):
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
