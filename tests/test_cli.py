@@ -96,3 +96,11 @@ def test_python_dash_m(tmp_path):
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert nnfast.__version__ in proc.stdout
+
+
+def test_demo_end_to_end(capsys):
+    pytest.importorskip("nnfast._demo")
+    pytest.importorskip("sklearn")
+    assert main(["demo", "--epochs", "1", "--no-progress", "--no-compare"]) == 0
+    out = capsys.readouterr().out
+    assert "digits" in out and "accuracy" in out
