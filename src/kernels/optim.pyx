@@ -1,0 +1,201 @@
+"""Fused optimizer updates (Cython backend of nnfast._reference.optim), in place on 1-D arrays.
+
+Design: one pass over memory per update. The per-element rule of each optimizer is a
+`cdef inline ... noexcept nogil` function that returns the new parameter (and updates its state
+through pointers); `*_block` loops it over a contiguous block (gcc vectorizes the loop and
+unswitches the loop-invariant flags), and the def function runs the block serially below
+PARALLEL_MIN elements or over fixed blocks in a prange above. The arithmetic follows the
+reference's operation order in the array's dtype (scalars rounded to it first, as NumPy does with
+Python floats), so float32 results match it to an ulp or so. `grad` is only read; param and the
+state arrays are written, and are distinct arrays (validated by nnfast.updates).
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+
+from kernel_common cimport BLOCK, block_len, fsqrt, n_blocks, nn_max_threads
+
+cdef int n_threads = nn_max_threads()
+
+
+def set_num_threads(int n):
+    """Threads used by this module's parallel loops."""
+    global n_threads
+    n_threads = n
+
+
+# ---- SGD: θ = θ - α (dθ + wd·θ) -----------------------------------------------------------------
+
+cdef void sgd_block(floating* p, const floating* g, floating lr, floating wd,
+                    Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    if wd != 0:
+        for i in range(n):
+            p[i] = p[i] - lr * (g[i] + wd * p[i])
+    else:
+        for i in range(n):
+            p[i] = p[i] - lr * g[i]
+
+
+def sgd_update(floating[::1] param,          # IN/OUT
+               const floating[::1] grad,     # IN
+               double lr, double weight_decay):
+    """θ = θ - α (dθ + wd·θ)."""
+    cdef Py_ssize_t n = param.shape[0], nb = n_blocks(n), b
+    if n == 0:
+        return
+    cdef floating* p = &param[0]
+    cdef const floating* g = &grad[0]
+    cdef floating lr_ = <floating>lr, wd = <floating>weight_decay
+    if nb == 1:
+        with nogil:
+            sgd_block(p, g, lr_, wd, n)
+    else:
+        for b in prange(nb, schedule='static', nogil=True, num_threads=n_threads):
+            sgd_block(p + b * BLOCK, g + b * BLOCK, lr_, wd, block_len(n, b))
+
+
+# ---- Momentum ----------------------------------------------------------------------------------
+
+cdef inline floating momentum_step(floating p, floating g, floating* v, floating lr, floating beta,
+                                   floating c, floating wd, bint nesterov,
+                                   bint sklearn_style) noexcept nogil:
+    """New θ; updates V. torch: V = βV + c·dθ, θ -= α V (or α(dθ + βV)); sklearn: V = βV - α dθ."""
+    if wd != 0:
+        g = g + wd * p
+    if sklearn_style:
+        v[0] = v[0] * beta - lr * g
+        return p + (beta * v[0] - lr * g if nesterov else v[0])
+    v[0] = v[0] * beta + c * g
+    return p - (lr * (g + beta * v[0]) if nesterov else lr * v[0])
+
+
+cdef void momentum_block(floating* p, const floating* g, floating* v, floating lr, floating beta,
+                         floating c, floating wd, bint nesterov, bint sklearn_style,
+                         Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        p[i] = momentum_step(p[i], g[i], &v[i], lr, beta, c, wd, nesterov, sklearn_style)
+
+
+def momentum_update(floating[::1] param,         # IN/OUT
+                    const floating[::1] grad,    # IN
+                    floating[::1] velocity,      # IN/OUT
+                    double lr, double beta, double dampening, double weight_decay,
+                    bint nesterov, bint sklearn_style):
+    """Momentum (torch.optim.SGD form; the seed's is dampening = β; or scikit-learn's)."""
+    cdef Py_ssize_t n = param.shape[0], nb = n_blocks(n), b
+    if n == 0:
+        return
+    cdef floating* p = &param[0]
+    cdef const floating* g = &grad[0]
+    cdef floating* v = &velocity[0]
+    cdef floating lr_ = <floating>lr, beta_ = <floating>beta, wd = <floating>weight_decay
+    cdef floating c = <floating>(1.0 - dampening)
+    if nb == 1:
+        with nogil:
+            momentum_block(p, g, v, lr_, beta_, c, wd, nesterov, sklearn_style, n)
+    else:
+        for b in prange(nb, schedule='static', nogil=True, num_threads=n_threads):
+            momentum_block(p + b * BLOCK, g + b * BLOCK, v + b * BLOCK, lr_, beta_, c, wd,
+                           nesterov, sklearn_style, block_len(n, b))
+
+
+# ---- RMSprop -----------------------------------------------------------------------------------
+
+cdef inline floating rmsprop_step(floating p, floating g, floating* s, floating lr, floating beta,
+                                  floating c, floating eps, floating wd,
+                                  bint eps_inside) noexcept nogil:
+    """New θ; updates S = βS + (1-β)dθ²; θ -= α dθ / sqrt(S + ε) (or / (sqrt(S) + ε))."""
+    if wd != 0:
+        g = g + wd * p
+    s[0] = s[0] * beta + c * g * g
+    return p - lr * g / (fsqrt(s[0] + eps) if eps_inside else fsqrt(s[0]) + eps)
+
+
+cdef void rmsprop_block(floating* p, const floating* g, floating* s, floating lr, floating beta,
+                        floating c, floating eps, floating wd, bint eps_inside,
+                        Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        p[i] = rmsprop_step(p[i], g[i], &s[i], lr, beta, c, eps, wd, eps_inside)
+
+
+def rmsprop_update(floating[::1] param,        # IN/OUT
+                   const floating[::1] grad,   # IN
+                   floating[::1] sq,           # IN/OUT
+                   double lr, double beta, double eps, double weight_decay, bint eps_inside):
+    """RMSprop, the seed's (eps inside the root) or torch's (outside)."""
+    cdef Py_ssize_t n = param.shape[0], nb = n_blocks(n), b
+    if n == 0:
+        return
+    cdef floating* p = &param[0]
+    cdef const floating* g = &grad[0]
+    cdef floating* s = &sq[0]
+    cdef floating lr_ = <floating>lr, beta_ = <floating>beta, eps_ = <floating>eps
+    cdef floating wd = <floating>weight_decay, c = <floating>(1.0 - beta)
+    if nb == 1:
+        with nogil:
+            rmsprop_block(p, g, s, lr_, beta_, c, eps_, wd, eps_inside, n)
+    else:
+        for b in prange(nb, schedule='static', nogil=True, num_threads=n_threads):
+            rmsprop_block(p + b * BLOCK, g + b * BLOCK, s + b * BLOCK, lr_, beta_, c, eps_, wd,
+                          eps_inside, block_len(n, b))
+
+
+# ---- Adam --------------------------------------------------------------------------------------
+
+cdef inline floating adam_step(floating p, floating g, floating* m, floating* v, floating lr,
+                               floating beta1, floating c1, floating beta2, floating c2,
+                               floating eps, floating wd, floating decay, floating bc1,
+                               floating bc2, bint eps_inside) noexcept nogil:
+    """New θ; updates V (m) and S (v). `decay` = 1 - α·wd (AdamW) or 1; `wd` coupled or 0."""
+    cdef floating m_corr, v_corr
+    p = p * decay
+    if wd != 0:
+        g = g + wd * p
+    m[0] = m[0] * beta1 + c1 * g
+    v[0] = v[0] * beta2 + c2 * g * g
+    m_corr = m[0] / bc1
+    v_corr = v[0] / bc2
+    return p - lr * m_corr / (fsqrt(v_corr + eps) if eps_inside else fsqrt(v_corr) + eps)
+
+
+cdef void adam_block(floating* p, const floating* g, floating* m, floating* v, floating lr,
+                     floating beta1, floating c1, floating beta2, floating c2, floating eps,
+                     floating wd, floating decay, floating bc1, floating bc2, bint eps_inside,
+                     Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        p[i] = adam_step(p[i], g[i], &m[i], &v[i], lr, beta1, c1, beta2, c2, eps, wd, decay,
+                         bc1, bc2, eps_inside)
+
+
+def adam_update(floating[::1] param,         # IN/OUT
+                const floating[::1] grad,    # IN
+                floating[::1] m,             # IN/OUT
+                floating[::1] v,             # IN/OUT
+                double lr, double beta1, double beta2, double eps, double weight_decay,
+                bint decoupled, double bias_correction1, double bias_correction2,
+                bint eps_inside):
+    """Adam / AdamW with bias correction (the caller passes 1 - β^t)."""
+    cdef Py_ssize_t n = param.shape[0], nb = n_blocks(n), b
+    if n == 0:
+        return
+    cdef floating* p = &param[0]
+    cdef const floating* g = &grad[0]
+    cdef floating* mp = &m[0]
+    cdef floating* vp = &v[0]
+    cdef floating decay = <floating>(1.0 - lr * weight_decay) if decoupled else 1
+    cdef floating wd = 0 if decoupled else <floating>weight_decay
+    cdef floating lr_ = <floating>lr, b1 = <floating>beta1, b2 = <floating>beta2
+    cdef floating c1 = <floating>(1.0 - beta1), c2 = <floating>(1.0 - beta2)
+    cdef floating eps_ = <floating>eps
+    cdef floating bc1 = <floating>bias_correction1, bc2 = <floating>bias_correction2
+    if nb == 1:
+        with nogil:
+            adam_block(p, g, mp, vp, lr_, b1, c1, b2, c2, eps_, wd, decay, bc1, bc2, eps_inside,
+                       n)
+    else:
+        for b in prange(nb, schedule='static', nogil=True, num_threads=n_threads):
+            adam_block(p + b * BLOCK, g + b * BLOCK, mp + b * BLOCK, vp + b * BLOCK, lr_, b1, c1,
+                       b2, c2, eps_, wd, decay, bc1, bc2, eps_inside, block_len(n, b))
