@@ -7,7 +7,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import TOL, close, make_rng
+from conftest import close, make_rng
 
 import nnfast
 
