@@ -115,6 +115,17 @@ def test_backward_is_central_difference(backend):
 
 # --- backends against the reference -------------------------------------------------------------
 
+def _conditioning(z, gamma, m):
+    """Per-column factor by which float rounding in (z - μ) is amplified into out and x̂:
+    κ = max|z| / σ (times |γ| for out), at least sqrt(m) for the sums over m rows. A column of 3
+    nearly equal values (σ/|μ| ~ 1e-2, seen in the (3, 4097) case) has κ ~ 100: there reference
+    and compiled kernels both lie ~1e-5 from the exact float64 result, on opposite sides."""
+    z64 = np.asarray(z, dtype=np.float64)
+    sigma = np.sqrt(z64.var(axis=0) + 1e-5)
+    kappa = np.max(np.abs(z64), axis=0, initial=0.0) / sigma
+    return np.maximum(np.sqrt(m), kappa * np.maximum(np.abs(gamma.astype(np.float64)), 1.0))
+
+
 @pytest.mark.parametrize("momentum", [0.1, 0.0, 1.0])
 def test_forward_train_matches_reference(momentum, backend, dtype):
     for m, n, layout, offset in CASES:
@@ -129,8 +140,9 @@ def test_forward_train_matches_reference(momentum, backend, dtype):
             out, cache = nnfast.batchnorm_forward(z, gamma, beta, rm, rv, momentum)
         assert out.dtype == dtype and out.shape == (m, n), what
         s = np.sqrt(m)
-        close(out, out_r, dtype, f"{what}: out", scale=s)
-        close(cache.xhat, cache_r.xhat, dtype, f"{what}: cache.xhat", scale=s)
+        f = _conditioning(z, gamma, m)  # absolute errors allowed: atol * f per column
+        close(out / f, out_r / f, dtype, f"{what}: out (/ conditioning)")
+        close(cache.xhat / f, cache_r.xhat / f, dtype, f"{what}: cache.xhat (/ conditioning)")
         close(cache.invstd, cache_r.invstd, dtype, f"{what}: cache.invstd", scale=s)
         close(rm, rm_ref, dtype, f"{what}: running_mean", scale=s * (1 + offset))
         close(rv, rv_ref, dtype, f"{what}: running_var", scale=s)
@@ -175,8 +187,10 @@ def test_backward_matches_reference(backend, dtype):
         with no_warnings():
             dz, dg, db = nnfast.batchnorm_backward(dout, cache)
         s = np.sqrt(m)
+        # dz = γ·invstd/m · (m·dout - dβ - x̂·dγ): the bracket's rounding is amplified by γ·invstd
+        f = np.maximum(s, np.abs(cache.gamma) * cache.invstd * np.max(np.abs(dout), axis=0))
         assert dz.dtype == dg.dtype == db.dtype == dtype, what
-        close(dz, dz_r, dtype, f"{what}: dz", scale=s)
+        close(dz / f, dz_r / f, dtype, f"{what}: dz (/ conditioning)")
         close(dg, dg_r, dtype, f"{what}: dgamma", scale=s)
         close(db, db_r, dtype, f"{what}: dbeta", scale=s)
         for x, x0, name in zip((dout, cache.xhat, cache.gamma, cache.invstd), before,
@@ -187,7 +201,7 @@ def test_backward_matches_reference(backend, dtype):
             d2 = dout.copy()
             res = nnfast.batchnorm_backward(d2, cache, out=d2)
             assert res[0] is d2, what
-            close(d2, dz_r, dtype, f"{what}: out=dout", scale=s)
+            close(d2 / f, dz_r / f, dtype, f"{what}: out=dout (/ conditioning)")
             close(res[1], dg_r, dtype, f"{what}: dgamma with out=dout", scale=s)
             close(res[2], db_r, dtype, f"{what}: dbeta with out=dout", scale=s)
 
