@@ -76,7 +76,8 @@ def _add_prod_row(acc, a, b):
 
 @njit(**_JIT)
 def batchnorm_backward(dout, xhat, gamma, invstd, dz_out, dgamma_out, dbeta_out):
-    """dβ = Σ dout, dγ = Σ dout·x̂, dz = γ·invstd/m · (m·dout - dβ - x̂·dγ); dz_out may be dout."""
+    """dβ = Σ dout, dγ = Σ dout·x̂, dz = γ·invstd/m · (m·dout - dβ - x̂·dγ);
+    ``dz_out`` may be ``dout``."""
     m, n = dout.shape
     dbeta = np.zeros(n, np.float64)
     dgamma = np.zeros(n, np.float64)

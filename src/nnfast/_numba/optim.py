@@ -118,12 +118,13 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, decouple
     lr_, eps_ = fm.like(lr, param), fm.like(eps, param)
     b1, keep1 = fm.like(beta1, param), fm.like(1.0 - beta1, param)
     b2, keep2 = fm.like(beta2, param), fm.like(1.0 - beta2, param)
-    inv_bc1, inv_bc2 = fm.like(1.0 / bias_correction1, param), fm.like(1.0 / bias_correction2, param)
+    inv_bc1 = fm.like(1.0 / bias_correction1, param)
+    inv_bc2 = fm.like(1.0 / bias_correction2, param)
     if n < PARALLEL_MIN:
         _adam_span(param, grad, m, v, lr_, b1, keep1, b2, keep2, eps_, wd, shrink, inv_bc1,
                    inv_bc2, eps_inside)
     else:
         for c in prange((n + CHUNK - 1) // CHUNK):
             s = slice(c * CHUNK, (c + 1) * CHUNK)
-            _adam_span(param[s], grad[s], m[s], v[s], lr_, b1, keep1, b2, keep2, eps_, wd, shrink,
-                       inv_bc1, inv_bc2, eps_inside)
+            _adam_span(param[s], grad[s], m[s], v[s], lr_, b1, keep1, b2, keep2, eps_, wd,
+                       shrink, inv_bc1, inv_bc2, eps_inside)
