@@ -89,8 +89,10 @@ def no_overlap(arrays, names):
 
 def real(value, name, low=None, high=None, low_open=False, high_open=False):
     """A finite real hyperparameter in [low, high] (bounds open as asked), as a Python float."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    kind = type(value)
+    if kind is not float and kind is not int:  # fast path for the common Python scalars
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
