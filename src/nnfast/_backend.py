@@ -30,13 +30,18 @@ _cache = {}
 _num_threads = None
 
 
+_MODULES = ("activations", "losses", "dense", "batchnorm", "optim")
+
+
 def _probe(name):
+    """A backend is available when every one of its kernel modules imports."""
     if name == "reference":
         return True
-    if name == "numba":
-        return importlib.util.find_spec("numba") is not None
+    if name == "numba" and importlib.util.find_spec("numba") is None:
+        return False
     try:
-        importlib.import_module("nnfast._cython")
+        for module in _MODULES:
+            importlib.import_module(f"{_PACKAGES[name]}.{module}")
     except ImportError:
         return False
     return True
