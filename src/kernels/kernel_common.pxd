@@ -2,6 +2,8 @@
 #
 # - fastmath.h: vectorizable exp/tanh/sigmoid (see its header comment); fexp/ftanh/fsigmoid pick
 #   the float or double version for the fused type.
+# - sigmoid/tanh/softmax-exp loops live in fastmath.h (compiled for AVX2 and baseline, picked at
+#   run time); the rest of the per-element math is here or in the modules.
 # - Elementwise blocks: `unary_block(op, ...)` applies an activation (op = a code from
 #   nnfast._kinds) or its derivative (op = GRAD + code) to a contiguous block; `grad_mul_block`
 #   multiplies a block by g'(src) (the δ_prev epilogue); `softmax_rows` works row by row. Each loop
@@ -20,6 +22,13 @@ cdef extern from "fastmath.h" nogil:
     double nn_exp(double x)
     double nn_tanh(double x)
     double nn_sigmoid(double x)
+    # whole loops, with run-time AVX2 dispatch (see fastmath.h)
+    void nn_sigmoid_loop_f32(const float* x, float* out, Py_ssize_t n)
+    void nn_sigmoid_loop_f64(const double* x, double* out, Py_ssize_t n)
+    void nn_tanh_loop_f32(const float* x, float* out, Py_ssize_t n)
+    void nn_tanh_loop_f64(const double* x, double* out, Py_ssize_t n)
+    void nn_exp_shift_loop_f32(const float* x, float shift, float* out, Py_ssize_t n)
+    void nn_exp_shift_loop_f64(const double* x, double shift, double* out, Py_ssize_t n)
 
 cdef extern from "parallel.h" nogil:
     const int NN_HAVE_OPENMP
@@ -93,17 +102,15 @@ cdef inline void unary_block(int op, floating slope, const floating* x, floating
         for i in range(n):
             out[i] = x[i]
     elif op == SIGMOID:
-        for i in range(n):
-            if floating is float:
-                out[i] = nn_sigmoidf(x[i])
-            else:
-                out[i] = nn_sigmoid(x[i])
+        if floating is float:
+            nn_sigmoid_loop_f32(x, out, n)
+        else:
+            nn_sigmoid_loop_f64(x, out, n)
     elif op == TANH:
-        for i in range(n):
-            if floating is float:
-                out[i] = nn_tanhf(x[i])
-            else:
-                out[i] = nn_tanh(x[i])
+        if floating is float:
+            nn_tanh_loop_f32(x, out, n)
+        else:
+            nn_tanh_loop_f64(x, out, n)
     elif op == RELU:
         for i in range(n):
             out[i] = 0 if x[i] < 0 else x[i]     # NaN passes through, as in np.maximum
@@ -158,8 +165,10 @@ cdef inline void softmax_rows(const floating* x, floating* out, Py_ssize_t rows,
         mx = xr[0]
         for j in range(1, k):
             mx = xr[j] if xr[j] > mx else mx
-        for j in range(k):
-            outr[j] = fexp(xr[j] - mx)
+        if floating is float:
+            nn_exp_shift_loop_f32(xr, mx, outr, k)
+        else:
+            nn_exp_shift_loop_f64(xr, mx, outr, k)
         s = 0
         for j in range(k):                   # apart from the exp loop, which then vectorizes
             s = s + outr[j]

@@ -12,7 +12,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdlib cimport free, malloc
 
-from kernel_common cimport (BLOCK, PARALLEL_MIN, fexp, flog, flog1p, n_blocks, nn_max_threads)
+from kernel_common cimport (BLOCK, PARALLEL_MIN, fexp, flog, flog1p, n_blocks, nn_exp_shift_loop_f32,
+                            nn_exp_shift_loop_f64, nn_max_threads)
 
 cdef int n_threads = nn_max_threads()
 
@@ -42,8 +43,10 @@ cdef double softmax_xent_rows(const floating* x, const long long* labels, floati
         mx = x[0]
         for j in range(1, k):
             mx = x[j] if x[j] > mx else mx
-        for j in range(k):
-            d[j] = fexp(x[j] - mx)
+        if floating is float:
+            nn_exp_shift_loop_f32(x, mx, d, k)
+        else:
+            nn_exp_shift_loop_f64(x, mx, d, k)
         s = 0
         for j in range(k):
             s = s + d[j]
