@@ -796,18 +796,7 @@ def _():
     return (lambda: nnfast.inverse_time_decay(float("nan"), 1.0, 3)), []
 
 
-#: Known gaps in the wrappers, reported with the fix; strict, so a fix makes them fail here
-#: until the mark is removed.
-KNOWN_GAPS = {
-    "momentum_update list: second velocity is the first param":
-        "updates._groups checks overlap only within one tensor's (param, states), not across "
-        "the list",
-}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[n]))
-    if n in KNOWN_GAPS else n for n in CASES])
+@pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_raises_and_writes_nothing(name, backend):
     exc, match, build = CASES[name]
     thunk, watched = build()

@@ -10,6 +10,11 @@ All checks run before anything is written: a bad argument leaves every array as 
 """
 import math
 
+try:
+    from numpy.lib.array_utils import byte_bounds
+except ImportError:  # numpy < 2.0
+    from numpy import byte_bounds
+
 from . import _backend
 from ._validate import beta as check_beta
 from ._validate import (contiguous, float_array, inplace_array, integer, no_overlap, real,
@@ -43,7 +48,23 @@ def _groups(param, grad, states, state_names):
         ss = [inplace_array(s, name + sfx, p.dtype, p.shape) for s, name in zip(ss, state_names)]
         no_overlap([p, *ss], ["param" + sfx] + [name + sfx for name in state_names])
         out.append((p, contiguous(g), *ss))
+    if len(out) > 1:
+        _no_overlap_across(out, suffix, state_names)
     return out
+
+
+def _no_overlap_across(groups, suffix, state_names):
+    """ValueError if an in-place array of one tensor shares memory with another tensor's
+    (every in-place array is C-contiguous, so byte bounds are exact). O(n log n)."""
+    spans = sorted((*byte_bounds(a), name + sfx)
+                   for (p, _g, *ss), sfx in zip(groups, suffix)
+                   for a, name in zip((p, *ss), ("param", *state_names)) if a.size)
+    end = end_name = None
+    for lo, hi, name in spans:
+        if end is not None and lo < end:
+            raise ValueError(f"{end_name} and {name} share memory; each must be its own array")
+        if end is None or hi > end:
+            end, end_name = hi, name
 
 
 def _run(name, groups, *scalars):
