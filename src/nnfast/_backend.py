@@ -137,6 +137,16 @@ def kernel(module, name, size=0):
     return fn
 
 
+def kernel_in(backend, module, name):
+    """The function ``name`` of ``module`` in a given backend (for kernels only one backend
+    has, e.g. the Numba whole-step ``("step", "softmax_step")``)."""
+    key = (backend, module, name)
+    fn = _cache.get(key)
+    if fn is None:
+        fn = _cache[key] = getattr(_module(backend, module), name)
+    return fn
+
+
 def set_num_threads(n):
     """Bound the threads of nnfast's kernels and of BLAS to ``n`` (>= 1).
 

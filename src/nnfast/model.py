@@ -79,6 +79,7 @@ class _Workspace:
         dt, relu_like = model.dtype, model._kind in (_kinds.RELU, _kinds.LEAKY_RELU)
         self.m = m
         self.x = self.y = None          # gather buffers of a shuffled mini-batch (fit)
+        self.tuples = None              # (zs, acts, deltas) for the compiled step
         self.z, self.zbn, self.a, self.delta = [], [], [], []
         self.xhat, self.mean, self.invstd, self.tmp = [], [], [], []
         last = len(model.layers) - 1
@@ -213,6 +214,11 @@ class MLP:
                 self.params.append(getattr(layer, name))
                 self.grads.append(getattr(layer, "d" + name))
                 self.param_names.append(f"{name}{i}")
+        if not self.batchnorm:   # the compiled step's homogeneous tuples
+            self._Ws = tuple(layer.W for layer in self.layers)
+            self._bs = tuple(layer.b for layer in self.layers)
+            self._dWs = tuple(layer.dW for layer in self.layers)
+            self._dbs = tuple(layer.db for layer in self.layers)
         self._weights = self.flat_params[:self.n_weights]
         self._weight_grads = self.flat_grads[:self.n_weights]
         self._l2_tmp = np.empty(self.n_weights, dt)
@@ -423,8 +429,28 @@ class MLP:
                     prev.dbeta)
             delta = dprev
 
+    def _compiled_step(self, y):
+        """The Numba whole-step kernel (``nnfast._numba.step``) for this model and targets, or
+        None where it does not apply: batch norm, soft-label targets, or a backend other than
+        numba chosen explicitly ("auto" takes it: bench/bench_step.py measures why)."""
+        if self.batchnorm or _backend.get_backend() not in ("auto", "numba"):
+            return None
+        if "numba" not in _backend.backends():
+            return None
+        if self.output == "softmax" and y.dtype != np.int64:
+            return None
+        return _backend.kernel_in("numba", "step", f"{self.output}_step")
+
     def _pass(self, ws, X, y, training, update_stats, grads):
         """Forward (and backward if ``grads``) over validated X, y; returns the objective J."""
+        step = self._compiled_step(y)
+        if step is not None:
+            if ws.tuples is None:
+                ws.tuples = (tuple(ws.z), tuple(ws.a), tuple(ws.delta))
+            zs, acts, deltas = ws.tuples
+            return step(X, y, self._Ws, self._bs, zs, acts, deltas, self._dWs, self._dbs,
+                        self._kind, self.slope, self.l2, self._weights, self._weight_grads,
+                        grads)
         logits = self._forward(ws, X, training, update_stats)
         if self.output == "softmax":
             name = "softmax_cross_entropy" if y.dtype == np.int64 else "softmax_cross_entropy_probs"
