@@ -18,7 +18,7 @@ from kernel_common cimport (GRAD, IDENTITY, SOFTMAX, grad_mul_block, nn_max_thre
 cdef int n_threads = nn_max_threads()
 
 cdef enum:
-    EPILOGUE = 32768     # output elements per row block (128 KiB in float32: stays in L2)
+    EPILOGUE = 131072    # output elements per row block (512 KiB f32: L2; 32768 was 0.6-0.8x NumPy)
 
 
 def set_num_threads(int n):
@@ -40,7 +40,7 @@ cdef inline void gemm(char transa, char transb, int M, int N, int K, const float
 
 
 cdef inline Py_ssize_t block_rows(Py_ssize_t m, Py_ssize_t width) noexcept nogil:
-    return min(m, max(<Py_ssize_t>16, EPILOGUE // max(width, 1)))
+    return min(m, max(<Py_ssize_t>128, EPILOGUE // max(width, 1)))
 
 
 def dense_forward(const floating[:, ::1] a,     # IN (m, k)
