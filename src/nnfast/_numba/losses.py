@@ -91,7 +91,7 @@ def _bce_block(z, t, dout, terms, inv_m):
     for j in range(z.size):
         e = fm.exp(-abs(z[j]))
         zero, one = fm.like(0.0, z), fm.like(1.0, z)
-        terms[j] = max(z[j], zero) - z[j] * t[j] + math.log1p(e)
+        terms[j] = max(z[j], zero) - z[j] * t[j] + fm.log1p_unit(e)
         dout[j] = ((one if z[j] >= zero else e) / (one + e) - t[j]) * inv_m
 
 
