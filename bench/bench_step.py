@@ -1,0 +1,186 @@
+"""Whole training steps (forward, backward, Adam update; float32) and a whole digits training.
+
+Groups ``step-<layer sizes>-b<batch>``: one mini-batch step of an MLP with ReLU hidden layers
+and a softmax output, for each nnfast backend (``auto`` takes the compiled Numba whole-step
+kernel), the NumPy ``reference`` backend, and as yardsticks: ``gemms`` — the same step's
+matrix products alone (np.matmul into preallocated arrays: the floor a step can approach),
+``torch-eager`` (torch.nn + ``torch.optim.Adam(fused=True)``) and ``jax-jit`` (a ``jax.jit``
+step with ``optax.adam``), on the same weights and batch, when those are installed.
+
+Group ``fit-digits``: scikit-learn's digits, hidden (128, 64), Adam, batch 64, 100 epochs:
+``nnfast`` (MLP.fit) against ``sklearn`` (MLPClassifier with the same settings and no early
+stopping); test accuracies are in ``extra_info`` and must agree within one point.
+"""
+import numpy as np
+import pytest
+
+import nnfast
+
+from .harness import BACKENDS
+
+NETS = {"784-512-256-10-b128": ([784, 512, 256, 10], 128),
+        "64-128-128-10-b32": ([64, 128, 128, 10], 32)}
+STEP_IMPLS = ("reference", "numba", "cython", "auto", "gemms", "torch-eager", "jax-jit")
+LR = 1e-3
+
+
+def _problem(sizes, m):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((m, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], m)
+    model = nnfast.MLP(sizes, hidden="relu", output="softmax", seed=0)
+    return model, X, y
+
+
+def _nnfast_step(backend, sizes, m):
+    if backend != "auto" and backend not in nnfast.backends():
+        pytest.skip(f"backend {backend!r} is not in nnfast.backends() = {nnfast.backends()}")
+    model, X, y = _problem(sizes, m)
+    opt = nnfast.optim.Adam(lr=LR)
+
+    def step():
+        with nnfast.use_backend(backend):
+            model.train_step(X, y, opt)
+    return step
+
+
+def _gemms(sizes, m):
+    """The step's GEMMs: z_l = a W_l (forward), dW_l = aᵀ δ_l, δ_{l-1} = δ_l W_lᵀ (backward)."""
+    rng = np.random.default_rng(0)
+    Ws = [rng.standard_normal((k, n)).astype(np.float32) for k, n in zip(sizes, sizes[1:])]
+    acts = [rng.standard_normal((m, k)).astype(np.float32) for k in sizes]
+    dWs = [np.empty_like(W) for W in Ws]
+
+    def step():
+        for i, W in enumerate(Ws):
+            np.matmul(acts[i], W, out=acts[i + 1])
+        for i in range(len(Ws) - 1, -1, -1):
+            np.matmul(acts[i].T, acts[i + 1], out=dWs[i])
+            if i:
+                np.matmul(acts[i + 1], Ws[i].T, out=acts[i])
+    return step
+
+
+def _torch_step(sizes, m):
+    torch = pytest.importorskip("torch", reason="torch is an optional peer for this benchmark")
+    model, X, y = _problem(sizes, m)
+    layers = []
+    for i, layer in enumerate(model.layers):
+        lin = torch.nn.Linear(*layer.W.shape)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(layer.W.T.copy()))
+            lin.bias.copy_(torch.from_numpy(layer.b.copy()))
+        layers += [lin] + ([torch.nn.ReLU()] if i < len(model.layers) - 1 else [])
+    net = torch.nn.Sequential(*layers)
+    opt = torch.optim.Adam(net.parameters(), lr=LR, fused=True)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+
+    def step():
+        opt.zero_grad(set_to_none=False)
+        loss_fn(net(xt), yt).backward()
+        opt.step()
+    return step
+
+
+def _jax_step(sizes, m):
+    jax = pytest.importorskip("jax", reason="JAX is an optional peer for this benchmark")
+    optax = pytest.importorskip("optax", reason="optax is an optional peer for this benchmark")
+    jnp = jax.numpy
+    model, X, y = _problem(sizes, m)
+    params = [(jnp.asarray(layer.W), jnp.asarray(layer.b)) for layer in model.layers]
+    tx = optax.adam(LR)
+
+    def loss(params, X, y):
+        a = X
+        for W, b in params[:-1]:
+            a = jax.nn.relu(a @ W + b)
+        W, b = params[-1]
+        return optax.softmax_cross_entropy_with_integer_labels(a @ W + b, y).mean()
+
+    @jax.jit
+    def jstep(params, state, X, y):
+        grads = jax.grad(loss)(params, X, y)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    box = [params, tx.init(params)]
+    Xj, yj = jnp.asarray(X), jnp.asarray(y)
+
+    def step():
+        box[0], box[1] = jstep(box[0], box[1], Xj, yj)
+        jax.block_until_ready(box[0])
+    return step
+
+
+def _make(impl, sizes, m):
+    if impl in BACKENDS or impl == "auto":
+        return _nnfast_step(impl, sizes, m)
+    return {"gemms": _gemms, "torch-eager": _torch_step, "jax-jit": _jax_step}[impl](sizes, m)
+
+
+@pytest.mark.parametrize("net", list(NETS))
+@pytest.mark.parametrize("impl", STEP_IMPLS)
+def test_step(benchmark, impl, net):
+    sizes, m = NETS[net]
+    benchmark.group = f"step-{net}"
+    benchmark.extra_info["backend"] = impl
+    fn = _make(impl, sizes, m)
+    if benchmark.disabled:
+        benchmark(fn)
+        return
+    for _ in range(3):   # warm-up: JIT compilation, workspaces, optimizer state
+        fn()
+    benchmark(fn)
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_digits(return_X_y=True)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    scaler = StandardScaler().fit(Xtr)
+    return (scaler.transform(Xtr).astype(np.float32), scaler.transform(Xte).astype(np.float32),
+            ytr, yte)
+
+
+@pytest.mark.parametrize("impl", ["nnfast", "sklearn"])
+def test_fit_digits(benchmark, impl):
+    Xtr, Xte, ytr, yte = _digits()
+    epochs = 2 if benchmark.disabled else 100
+    benchmark.group = "fit-digits"
+    benchmark.extra_info["backend"] = impl
+    if impl == "nnfast":
+        def fit():
+            model = nnfast.MLP([64, 128, 64, 10], seed=0)
+            model.fit(Xtr, ytr, optimizer="adam", lr=1e-3, epochs=epochs, batch_size=64,
+                      tol=None, progress=False, seed=0)
+            return (model.predict(Xte) == yte).mean()
+        nnfast.MLP([64, 128, 64, 10], seed=0).fit(Xtr[:128], ytr[:128], epochs=1,
+                                                   batch_size=64, progress=False)  # compile
+    else:
+        from sklearn.neural_network import MLPClassifier
+
+        def fit():
+            import warnings
+
+            from sklearn.exceptions import ConvergenceWarning
+            clf = MLPClassifier(hidden_layer_sizes=(128, 64), solver="adam",
+                                learning_rate_init=1e-3, batch_size=64, max_iter=epochs,
+                                alpha=0.0, tol=0.0, n_iter_no_change=epochs + 1,
+                                random_state=0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                clf.fit(Xtr, ytr)
+            return clf.score(Xte, yte)
+    if benchmark.disabled:
+        accuracy = benchmark(fit)
+    else:
+        accuracy = benchmark.pedantic(fit, rounds=3, iterations=1)
+    benchmark.extra_info["test_accuracy"] = float(accuracy)
+    assert 0.0 <= accuracy <= 1.0
+    if not benchmark.disabled:
+        # Trained for 100 epochs, both reach ~97%+: a wrong step would show here.
+        assert accuracy > 0.95, f"{impl} test accuracy {accuracy:.4f}"
