@@ -8,7 +8,9 @@ vectorized loop; it is given views, because indexing with an offset ``lo + i`` c
 negative-index fix-up per element: measured 4x slower) and the public kernel, which runs the
 span on one thread below ``PARALLEL_MIN`` elements and over fixed ``CHUNK``-long pieces with
 ``prange`` above it.
-exp/tanh/sigmoid come from ``_fastmath`` (vectorizable; ``math.exp`` is not).
+exp/tanh/sigmoid come from ``_fastmath`` (vectorizable; ``math.exp`` is not). Numba's on-disk
+cache does not notice changes to ``_fastmath.py`` (the functions are inlined here): after changing
+it, edit this file too or delete ``__pycache__``.
 """
 import numpy as np
 from numba import njit, prange
@@ -64,7 +66,8 @@ def _tanh_span(x, out):
 
 @njit(**_PAR)
 def tanh(x, out):
-    """a = tanh(z): odd polynomial near 0, 1 - 2/(e^{2|z|} + 1) with the sign restored beyond."""
+    """a = tanh(z). float32: one rational function of z (no exp; ``_fastmath._tanh_f32``);
+    float64: rational near 0, 1 - 2/(e^{2|z|} + 1) with the sign restored beyond."""
     n = x.size
     if n < PARALLEL_MIN:
         _tanh_span(x, out)
