@@ -9,7 +9,7 @@
 #   multiplies a block by g'(src) (the δ_prev epilogue); `softmax_rows` works row by row. Each loop
 #   is a plain serial loop over raw pointers that gcc vectorizes (checked with -fopt-info-vec).
 # - Parallel loops: arrays of fewer than PARALLEL_MIN elements run serially (a parallel region
-#   costs a few microseconds, more than the work below ~2**16 elements; measured on the 2-core
+#   costs a few microseconds, more than the work below ~2**17 elements (shared with the Numba backend: see its _fastmath.PARALLEL_MIN); measured on the 2-core
 #   EPYC); larger ones are cut into fixed BLOCK-element blocks run by
 #   prange(schedule='static'). Blocks do not depend on the thread count, and reductions add their
 #   per-block partial sums in block order, so results are the same for any thread count.
@@ -53,7 +53,7 @@ cdef enum:
     GRAD = 16          # GRAD + code: the derivative, from a (sigmoid, tanh) or from z (relu, leaky)
 
 cdef enum:
-    PARALLEL_MIN = 65536
+    PARALLEL_MIN = 131072
     BLOCK = 16384
 
 
