@@ -18,10 +18,21 @@ BACKENDS = ("reference", "numba", "cython")
 _PACKAGES = {"reference": "nnfast._reference", "numba": "nnfast._numba", "cython": "nnfast._cython"}
 
 #: (module, kernel) -> list of (max_elements, backend); the first row whose max_elements is
-#: >= the call's size (or None = any size) wins; an unavailable backend falls to the next
-#: available one in FALLBACK. Filled from `pytest bench --benchmark-only` (see bench/README.md).
-AUTO_TABLE = {}
-FALLBACK = ("cython", "numba", "reference")
+#: >= the call's size (or None = any size) wins; a kernel without a row, or whose backend is not
+#: available, takes the first available backend in FALLBACK.
+#: Measured with `nnfast bench --sizes 1000 10000 100000 1000000` (float32 and float64, idle
+#: 2-core AMD EPYC Zen 4, 2026-11-28; the table is in the issue notes and bench/README.md):
+#: Numba's kernels, compiled for the host CPU (AVX-512 here), are the fastest almost everywhere
+#: (e.g. adam_update 1e5: numba 4.8x NumPy, cython 1.3x — the wheel's Cython is built for
+#: baseline x86-64); Cython's row kernels win for large softmax (1e6 float32: 7.4x vs 4.4x;
+#: float64 3.8x vs 4.3x) and for softmax_cross_entropy (float32 1e5: 3.4x vs 2.3x; 1e6: 6.4x vs
+#: 2.6x; float64 1e6: 5.6x vs 3.3x, a tie below).
+AUTO_TABLE = {
+    ("activations", "softmax"): [(500_000, "numba"), (None, "cython")],
+    ("losses", "softmax_cross_entropy"): [(None, "cython")],
+    ("losses", "softmax_cross_entropy_probs"): [(None, "cython")],
+}
+FALLBACK = ("numba", "cython", "reference")
 
 _available = None
 _current = None
