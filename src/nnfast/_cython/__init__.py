@@ -3,17 +3,8 @@
 Importing this package raises ImportError when the modules were not built (a source checkout
 without ``pip install``); ``nnfast._backend`` uses that to list the backend as unavailable.
 """
-import os
-
-# OpenMP threads that spin after a parallel region keep a core from OpenBLAS's threads (and
-# OpenBLAS's spinning threads keep it from ours): on 2 cores a sigmoid(2**18) + 128x784x512 GEMM
-# pair took 8.0 ms median with libgomp's default wait policy and 0.77 ms with PASSIVE, against
-# 0.55 ms for the GEMM alone (/tmp-free repro in bench/README.md, "Threads"). libgomp reads the
-# variable once, when the kernels' extension modules load it, so it is set before the import;
-# a value the user set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from . import activations, batchnorm, dense, losses, optim  # noqa: E402
+# OMP_WAIT_POLICY: see nnfast/__init__.py (set before this package loads libgomp).
+from . import activations, batchnorm, dense, losses, optim
 
 _MODULES = (activations, batchnorm, dense, losses, optim)
 
