@@ -6,6 +6,10 @@ them (see ``_fastmath`` for exp/tanh/sigmoid), and large arrays are split over t
 """
 import numba
 
+from ._cache import install as _install_cache
+
+_install_cache()   # before any kernel module defines its cached functions
+
 
 def set_num_threads(n):
     """Bound the threads of the parallel (``prange``) kernels to ``n``."""
