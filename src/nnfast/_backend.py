@@ -123,28 +123,38 @@ def _module(backend, module):
     return mod
 
 
-def _auto(module, name, size):
+def _auto_rows(module, name):
+    """``((limit, backend), ...)`` for ``auto``, with unavailable backends resolved."""
     avail = backends()
+    default = next((b for b in FALLBACK if b in avail), "reference")
+    rows = []
     for limit, backend in AUTO_TABLE.get((module, name), ()):
-        if limit is None or size <= limit:
-            if backend in avail:
-                return backend
+        rows.append((limit, backend if backend in avail else default))
+        if limit is None:
             break
-    for backend in FALLBACK:
-        if backend in avail:
-            return backend
-    return "reference"
+    if not rows or rows[-1][0] is not None:
+        rows.append((None, default))
+    return tuple(rows)
+
+
+_auto_cache = {}
 
 
 def kernel(module, name, size=0):
-    """The function ``name`` of ``module`` in the backend in force, for an input of ``size``."""
+    """The function ``name`` of ``module`` in the backend in force, for an input of ``size``.
+
+    Called on every public kernel call, so it is kept to a few dictionary lookups."""
     backend = _override.get() or _current or get_backend()
     if backend == "auto":
-        backend = _auto(module, name, size)
-    key = (backend, module, name)
-    fn = _cache.get(key)
+        rows = _auto_cache.get((module, name))
+        if rows is None:
+            rows = _auto_cache[(module, name)] = _auto_rows(module, name)
+        for limit, backend in rows:
+            if limit is None or size <= limit:
+                break
+    fn = _cache.get((backend, module, name))
     if fn is None:
-        fn = _cache[key] = getattr(_module(backend, module), name)
+        fn = _cache[(backend, module, name)] = getattr(_module(backend, module), name)
     return fn
 
 

@@ -21,7 +21,10 @@ def _elementwise(name, x, out, xname, *scalars):
         target = out if direct_target(out, (x,)) else np.empty(x.shape, x.dtype)
     if x.size:
         fn = _backend.kernel("activations", name, x.size)
-        fn(contiguous(x).reshape(-1), *scalars, target.reshape(-1))
+        if x.ndim == 1 and x.flags.c_contiguous:     # the common case, without new views
+            fn(x, *scalars, target)
+        else:
+            fn(contiguous(x).reshape(-1), *scalars, target.reshape(-1))
     if target is not out:
         out[...] = target
     return out

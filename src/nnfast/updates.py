@@ -31,26 +31,30 @@ def _style(style, allowed=_STYLES):
 
 def _groups(param, grad, states, state_names):
     """Validated tuples (param, grad, *states) of contiguous arrays, one per tensor."""
-    if isinstance(param, (list, tuple)):
-        n = len(param)
-        for name, seq in (("grad", grad),) + tuple(zip(state_names, states)):
-            if not isinstance(seq, (list, tuple)) or len(seq) != n:
-                raise ValueError(f"{name} must be a list of {n} arrays, like param")
-        items = [(param[i], grad[i], *[s[i] for s in states]) for i in range(n)]
-        suffix = [f"[{i}]" for i in range(n)]
-    else:
-        items, suffix = [(param, grad, *states)], [""]
-    out = []
-    for (p, g, *ss), sfx in zip(items, suffix):
-        p = inplace_array(p, "param" + sfx)
-        g = float_array(g, "grad" + sfx, p.dtype)
-        same_shape(g, "grad" + sfx, p.shape, "param" + sfx)
-        ss = [inplace_array(s, name + sfx, p.dtype, p.shape) for s, name in zip(ss, state_names)]
-        no_overlap([p, *ss], ["param" + sfx] + [name + sfx for name in state_names])
-        out.append((p, contiguous(g), *ss))
-    if len(out) > 1:
+    if not isinstance(param, (list, tuple)):
+        return [_group(param, grad, states, state_names, "")]
+    n = len(param)
+    for name, seq in (("grad", grad),) + tuple(zip(state_names, states)):
+        if not isinstance(seq, (list, tuple)) or len(seq) != n:
+            raise ValueError(f"{name} must be a list of {n} arrays, like param")
+    suffix = [f"[{i}]" for i in range(n)]
+    out = [_group(param[i], grad[i], [s[i] for s in states], state_names, suffix[i])
+           for i in range(n)]
+    if n > 1:
         _no_overlap_across(out, suffix, state_names)
     return out
+
+
+def _group(p, g, states, state_names, sfx):
+    """One tensor's (param, grad, *states): names with ``sfx`` appear in error messages only."""
+    p = inplace_array(p, "param" + sfx)
+    g = float_array(g, "grad" + sfx, p.dtype)
+    if g.shape != p.shape:
+        same_shape(g, "grad" + sfx, p.shape, "param" + sfx)
+    ss = [inplace_array(s, name + sfx, p.dtype, p.shape) for s, name in zip(states, state_names)]
+    if ss:
+        no_overlap([p, *ss], ["param" + sfx] + [name + sfx for name in state_names])
+    return (p, contiguous(g), *ss)
 
 
 def _no_overlap_across(groups, suffix, state_names):
@@ -68,10 +72,13 @@ def _no_overlap_across(groups, suffix, state_names):
 
 
 def _run(name, groups, *scalars):
-    for p, g, *ss in groups:
+    for arrays in groups:
+        p = arrays[0]
         if p.size:
             fn = _backend.kernel("optim", name, p.size)
-            fn(p.reshape(-1), g.reshape(-1), *[s.reshape(-1) for s in ss], *scalars)
+            if p.ndim != 1:
+                arrays = [a.reshape(-1) for a in arrays]
+            fn(*arrays, *scalars)
 
 
 def sgd_update(param, grad, lr, weight_decay=0.0):
