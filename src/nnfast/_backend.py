@@ -25,11 +25,12 @@ _PACKAGES = {"reference": "nnfast._reference", "numba": "nnfast._numba", "cython
 #: Numba's kernels, compiled for the host CPU (AVX-512 here), are the fastest almost everywhere
 #: (e.g. adam_update 1e5: numba 4.8x NumPy, cython 1.3x — the wheel's Cython is built for
 #: baseline x86-64); Cython's row kernels win for large softmax (1e6 float32: 7.4x vs 4.4x;
-#: float64 3.8x vs 4.3x) and for softmax_cross_entropy (float32 1e5: 3.4x vs 2.3x; 1e6: 6.4x vs
-#: 2.6x; float64 1e6: 5.6x vs 3.3x, a tie below).
+#: float64 3.8x vs 4.3x) and for softmax_cross_entropy on one thread ((1024, 10) float32: 3.2x
+#: vs 2.0x); from PARALLEL_MIN (2**17) elements Numba's splits rows over threads and wins
+#: ((256, 1000) float32: 2.2-2.5x vs 1.3-1.4x; (1024, 1000): 3.2x vs 1.7x).
 AUTO_TABLE = {
     ("activations", "softmax"): [(500_000, "numba"), (None, "cython")],
-    ("losses", "softmax_cross_entropy"): [(None, "cython")],
+    ("losses", "softmax_cross_entropy"): [((1 << 17) - 1, "cython"), (None, "numba")],
     ("losses", "softmax_cross_entropy_probs"): [(None, "cython")],
 }
 FALLBACK = ("numba", "cython", "reference")

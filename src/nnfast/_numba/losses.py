@@ -5,15 +5,16 @@ a Python float, accumulated in float64. Rows are processed one at a time (softma
 into ``dout``, float64 sum, scale), so each row is read from cache, not memory, after its first
 pass. Sums that need reassociation to vectorize go through ``_fastmath.sum_span``/``dot_span``;
 loops that only write stay free of reductions so that they vectorize with exp inside.
-The losses run on one thread (batches of logits are small next to the GEMMs that make them).
+softmax_cross_entropy splits its rows over threads from PARALLEL_MIN elements; the other
+losses run on one thread (batches of logits are small next to the GEMMs that make them).
 """
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from . import _fastmath as fm
-from ._fastmath import FASTMATH, SUM_FASTMATH
+from ._fastmath import FASTMATH, PARALLEL_MIN, SUM_FASTMATH
 
 _JIT = {"fastmath": FASTMATH, "error_model": "numpy", "cache": True}
 _BLOCK = 1024   # elements per block of the elementwise losses' term buffer
@@ -41,20 +42,36 @@ def _scale(x, factor):
 
 
 @njit(**_JIT)
+def _sce_row(xi, y, di, m):
+    """One row of softmax_cross_entropy: writes di, returns log Σ e^{z - max} - (z_y - max)."""
+    mx = _row_max(xi)
+    zy = xi[y] - mx                      # read before di (maybe xi itself) is written
+    _exp_shifted(xi, mx, di)
+    s = fm.sum_span(di)
+    _scale(di, fm.like(1.0 / (s * m), xi))
+    di[y] -= fm.like(1.0 / m, xi)
+    return math.log(s) - np.float64(zy)
+
+
+@njit(parallel=True, **_JIT)
 def softmax_cross_entropy(logits, labels, dout):
-    """J = -1/m Σ_i log softmax(z_i)[y_i];  δ = (softmax(z) - onehot(y)) / m."""
+    """J = -1/m Σ_i log softmax(z_i)[y_i];  δ = (softmax(z) - onehot(y)) / m.
+
+    From PARALLEL_MIN elements the rows are split over threads (256x1000 float32: 1.8x the
+    NumPy reference on one thread); per-row losses are summed in row order either way, so the
+    result does not depend on the thread count."""
     m = logits.shape[0]
-    inv_m = fm.like(1.0 / m, logits)
+    if logits.size < PARALLEL_MIN:
+        total = 0.0
+        for i in range(m):
+            total += _sce_row(logits[i], labels[i], dout[i], m)
+        return total / m
+    rows = np.empty(m, np.float64)
+    for i in prange(m):
+        rows[i] = _sce_row(logits[i], labels[i], dout[i], m)
     total = 0.0
     for i in range(m):
-        xi, di, y = logits[i], dout[i], labels[i]
-        mx = _row_max(xi)
-        zy = xi[y] - mx                      # read before dout (maybe xi itself) is written
-        _exp_shifted(xi, mx, di)
-        s = fm.sum_span(di)
-        total += math.log(s) - np.float64(zy)
-        _scale(di, fm.like(1.0 / (s * m), logits))
-        di[y] -= inv_m
+        total += rows[i]
     return total / m
 
 
