@@ -24,12 +24,11 @@ _PACKAGES = {"reference": "nnfast._reference", "numba": "nnfast._numba", "cython
 #: 2-core AMD EPYC Zen 4, 2026-11-28; the table is in the issue notes and bench/README.md):
 #: Numba's kernels, compiled for the host CPU (AVX-512 here), are the fastest almost everywhere
 #: (e.g. adam_update 1e5: numba 4.8x NumPy, cython 1.3x — the wheel's Cython is built for
-#: baseline x86-64); Cython's row kernels win for large softmax (1e6 float32: 7.4x vs 4.4x;
-#: float64 3.8x vs 4.3x) and for softmax_cross_entropy on one thread ((1024, 10) float32: 3.2x
-#: vs 2.0x); from PARALLEL_MIN (2**17) elements Numba's splits rows over threads and wins
-#: ((256, 1000) float32: 2.2-2.5x vs 1.3-1.4x; (1024, 1000): 3.2x vs 1.7x).
+#: baseline x86-64, and its OpenMP loops run on one thread unless set_num_threads asks for
+#: more, see nnfast._cython); Cython's row kernel wins for softmax_cross_entropy on one thread
+#: ((1024, 10) float32: 3.2x vs 2.0x); from PARALLEL_MIN (2**17) elements Numba's splits rows
+#: over threads and wins ((256, 1000) float32: 2.2-2.5x vs 1.3-1.4x; (1024, 1000): 3.2x vs 1.7x).
 AUTO_TABLE = {
-    ("activations", "softmax"): [(500_000, "numba"), (None, "cython")],
     ("losses", "softmax_cross_entropy"): [((1 << 17) - 1, "cython"), (None, "numba")],
     ("losses", "softmax_cross_entropy_probs"): [(None, "cython")],
 }
@@ -173,7 +172,9 @@ def set_num_threads(n):
     """Bound the threads of nnfast's kernels and of BLAS to ``n`` (>= 1).
 
     Kernels and BLAS calls run one after the other, never nested, so the two pools together
-    never hold more than ``n`` busy threads.
+    never hold more than ``n`` busy threads. Numba's kernels use up to the CPU count by default;
+    the Cython kernels' OpenMP loops use one thread until this is called (libgomp's spinning
+    threads starve OpenBLAS's on small machines: bench/README.md, "Threads").
     """
     from ._validate import integer
 

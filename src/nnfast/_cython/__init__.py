@@ -3,13 +3,22 @@
 Importing this package raises ImportError when the modules were not built (a source checkout
 without ``pip install``); ``nnfast._backend`` uses that to list the backend as unavailable.
 """
-# OMP_WAIT_POLICY: see nnfast/__init__.py (set before this package loads libgomp).
 from . import activations, batchnorm, dense, losses, optim
 
 _MODULES = (activations, batchnorm, dense, losses, optim)
 
 #: True when the kernels were compiled with OpenMP (else every loop runs on one thread).
 HAVE_OPENMP = bool(activations.HAVE_OPENMP)
+
+
+#: Threads of the OpenMP loops until ``nnfast.set_num_threads`` says otherwise. One, because
+#: libgomp's threads spin after a parallel region and starve OpenBLAS's threads on a 2-core
+#: machine (and the other way round): a cython sigmoid(2**18) followed by a 128x784x512 GEMM took
+#: 8.0 ms median per pair with 2 threads, 0.96 ms with 1, 0.55 ms for the GEMM alone.
+#: OMP_WAIT_POLICY=PASSIVE cures it (0.77 ms) but libgomp is one instance per process, shared
+#: with torch (same soname), whose small training step it made 3x slower — so nnfast does not
+#: set it; users who want the threads call nnfast.set_num_threads(2) (bench/README.md, "Threads").
+DEFAULT_THREADS = 1
 
 
 def set_num_threads(n):
@@ -22,3 +31,8 @@ def set_num_threads(n):
         return
     for mod in _MODULES:
         mod.set_num_threads(n)
+
+
+if HAVE_OPENMP:
+    for _mod in _MODULES:
+        _mod.set_num_threads(DEFAULT_THREADS)
