@@ -28,7 +28,11 @@ _PACKAGES = {"reference": "nnfast._reference", "numba": "nnfast._numba", "cython
 #: more, see nnfast._cython); Cython's row kernel wins for softmax_cross_entropy on one thread
 #: ((1024, 10) float32: 3.2x vs 2.0x); from PARALLEL_MIN (2**17) elements Numba's splits rows
 #: over threads and wins ((256, 1000) float32: 2.2-2.5x vs 1.3-1.4x; (1024, 1000): 3.2x vs 1.7x).
+#: tanh: NumPy's own float32 tanh is SIMD (AVX-512 here) and below ~1e5 elements no compiled
+#: tanh beats it by more than the noise (numba 1e4: 0.84x-1.15x across runs, cython 0.6x), so
+#: the reference's np.tanh serves small arrays; numba's (2 threads) from 2**17 (1e6: 2.3x).
 AUTO_TABLE = {
+    ("activations", "tanh"): [((1 << 17) - 1, "reference"), (None, "numba")],
     ("losses", "softmax_cross_entropy"): [((1 << 17) - 1, "cython"), (None, "numba")],
     ("losses", "softmax_cross_entropy_probs"): [(None, "cython")],
 }
