@@ -82,6 +82,10 @@ class _Workspace:
         self.m = m
         self.x = self.y = None          # gather buffers of a shuffled mini-batch (fit)
         self.tuples = None              # (zs, acts, deltas) for the compiled step
+        # Could a kernel of this step take threads (an array of 2**17 elements or more, the
+        # compiled backends' PARALLEL_MIN)? If not, training skips switching threads off.
+        sizes = [model.flat_params.size] + [m * n for n in model.layer_sizes]
+        self.may_parallel = max(sizes) >= (1 << 17)
         self.z, self.zbn, self.a, self.delta = [], [], [], []
         self.xhat, self.mean, self.invstd, self.tmp = [], [], [], []
         last = len(model.layers) - 1
@@ -119,7 +123,7 @@ class _Workspace:
 
 
 @contextlib.contextmanager
-def _serial_kernels():
+def _serial_kernels(active=True):
     """Run nnfast's elementwise kernels on one thread during training.
 
     A training step's time is mostly GEMMs, which BLAS already spreads over the cores; a kernel
@@ -127,9 +131,11 @@ def _serial_kernels():
     threads spinning that slow the next GEMM down. Measured, 784-512-256-10, batch 128, Adam:
     2.0-2.2 ms per step with one kernel thread against 4.1 ms with two (bench_step.py).
     Numba's thread count is per calling thread, so this does not touch other threads.
+    ``active=False`` skips the switch (get + set + set costs ~4.5 µs), for steps whose arrays
+    are all below the kernels' parallel threshold anyway.
     """
     numba = sys.modules.get("numba")
-    if numba is None or "nnfast._numba" not in sys.modules:
+    if not active or numba is None or "nnfast._numba" not in sys.modules:
         yield
         return
     previous = numba.get_num_threads()
@@ -574,8 +580,9 @@ class MLP:
         X = self._check_X(X)
         y = self._check_y(y, X.shape[0])
         self._check_training_batch(X.shape[0])
-        with _serial_kernels():
-            return self._step(self._workspace(X.shape[0]), X, y, optimizer)
+        ws = self._workspace(X.shape[0])
+        with _serial_kernels(ws.may_parallel):
+            return self._step(ws, X, y, optimizer)
 
     def fit(self, X, y, optimizer="adam", lr=None, epochs=200, batch_size=None, decay_rate=0.0,
             validation_data=None, tol=1e-4, patience=10, shuffle=True, seed=None, progress=True,
