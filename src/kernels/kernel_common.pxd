@@ -9,8 +9,9 @@
 #   multiplies a block by g'(src) (the δ_prev epilogue); `softmax_rows` works row by row. Each loop
 #   is a plain serial loop over raw pointers that gcc vectorizes (checked with -fopt-info-vec).
 # - Parallel loops: arrays of fewer than PARALLEL_MIN elements run serially (a parallel region
-#   costs a few microseconds, more than the work below ~2**17 elements (shared with the Numba backend: see its _fastmath.PARALLEL_MIN); measured on the 2-core
-#   EPYC); larger ones are cut into fixed BLOCK-element blocks run by
+#   costs a few microseconds, more than the work below ~2**17 elements, measured on the 2-core
+#   EPYC; the same threshold as the Numba backend's _fastmath.PARALLEL_MIN, where the
+#   measurements are written down); larger ones are cut into fixed BLOCK-element blocks run by
 #   prange(schedule='static'). Blocks do not depend on the thread count, and reductions add their
 #   per-block partial sums in block order, so results are the same for any thread count.
 from cython cimport floating

@@ -14,7 +14,6 @@ exp/tanh/sigmoid come from ``_fastmath`` (vectorizable; ``math.exp`` is not). Nu
 cache does not notice changes to ``_fastmath.py`` (the functions are inlined here): after changing
 it, edit this file too or delete ``__pycache__``.
 """
-import numpy as np
 from numba import njit, prange
 
 from . import _fastmath as fm
