@@ -88,3 +88,33 @@ def test_model_check_gradients_covers_every_param():
     result = net.check_gradients(X, y)
     assert result.diff < 1e-7
     assert [a.shape for a in result.approx] == [p.shape for p in net.params]
+
+
+@pytest.mark.parametrize("hidden,output", [("relu", "softmax"), ("tanh", "sigmoid"),
+                                           ("leaky_relu", "identity")])
+def test_check_gradients_threads_match_serial(hidden, output):
+    """n_jobs=2 splits the parameters over threads, each perturbing its own copy: the numerical
+    gradients are those of the serial check, and the model's weights are left as they were."""
+    rng = np.random.default_rng(3)
+    model = nnfast.MLP([12, 9, 7, 3], hidden=hidden, output=output, l2=0.05, dtype="float64",
+                       seed=4)
+    X = rng.standard_normal((10, 12))
+    labels = rng.integers(0, 3, 10)
+    y = labels if output == "softmax" else np.eye(3)[labels]
+    before = model.flat_params.copy()
+    serial = model.check_gradients(X, y, n_jobs=1)
+    threaded = model.check_gradients(X, y, n_jobs=2)
+    np.testing.assert_array_equal(model.flat_params, before)
+    for a, b in zip(serial.approx, threaded.approx):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15)
+    assert threaded.diff == pytest.approx(serial.diff, rel=1e-9)
+    assert threaded.diff < 1e-7
+
+
+def test_check_gradients_bad_n_jobs():
+    model = nnfast.MLP([4, 3, 2], dtype="float64", seed=0)
+    X, y = np.ones((4, 4)), np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="n_jobs"):
+        model.check_gradients(X, y, n_jobs=0)
+    with pytest.raises(TypeError, match="n_jobs"):
+        model.check_gradients(X, y, n_jobs=1.5)

@@ -74,10 +74,9 @@ def gradcheck(loss_fn, params, grads, eps=1e-7):
             raise ValueError(f"params[{i}] must be contiguous so it can be perturbed in place")
         flats.append((flat, g.reshape(-1).astype(np.float64)))
 
-    approx, per_param = [], []
-    total = [0.0, 0.0, 0.0]
+    numerics = []
     two_eps = 2.0 * eps
-    for (flat, g), p in zip(flats, params):
+    for flat, _ in flats:
         numeric = np.empty(flat.size, np.float64)
         for j in range(flat.size):
             old = flat[j]
@@ -87,8 +86,18 @@ def gradcheck(loss_fn, params, grads, eps=1e-7):
             j_minus = loss_fn()
             flat[j] = old
             numeric[j] = (float(j_plus) - float(j_minus)) / two_eps
+        numerics.append(numeric)
+    return compare(numerics, [g for _, g in flats], [p.shape for p in params])
+
+
+def compare(numerics, grads, shapes):
+    """The seed's relative difference of numerical and analytic gradients (flat float64 arrays,
+    one per parameter array), overall and per array, as a ``GradcheckResult``."""
+    approx, per_param = [], []
+    total = [0.0, 0.0, 0.0]
+    for numeric, g, shape in zip(numerics, grads, shapes):
         sq = (float(np.sum((numeric - g) ** 2)), float(numeric @ numeric), float(g @ g))
         per_param.append(_relative(*sq))
         total = [t + s for t, s in zip(total, sq)]
-        approx.append(numeric.reshape(p.shape))
+        approx.append(numeric.reshape(shape))
     return GradcheckResult(_relative(*total), per_param, approx)

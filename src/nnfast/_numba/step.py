@@ -21,7 +21,8 @@ from ._fastmath import like as _like
 from .dense import _column_sums, _epilogue, _times_grad
 from .losses import mean_squared_error, sigmoid_binary_cross_entropy, softmax_cross_entropy
 
-_JIT = {"fastmath": FASTMATH, "error_model": "numpy", "cache": True}
+# nogil: MLP.check_gradients runs numeric_gradient from several Python threads at once.
+_JIT = {"fastmath": FASTMATH, "error_model": "numpy", "cache": True, "nogil": True}
 
 
 @njit(**_JIT)
@@ -104,3 +105,21 @@ def identity_step(X, y, Ws, bs, zs, acts, deltas, dWs, dbs, kind, slope, l2, wei
     loss = mean_squared_error(zs[-1], y, deltas[-1])
     return _finish(X, Ws, zs, acts, deltas, dWs, dbs, kind, slope, loss, l2, weights, wgrads,
                    grads)
+
+
+@njit(**_JIT)
+def numeric_gradient(step, X, y, Ws, bs, zs, acts, deltas, dWs, dbs, kind, slope, l2, weights,
+                     wgrads, flat, lo, hi, eps, out):
+    """The seed's dθ_approx_j = (J(θ + ε e_j) - J(θ - ε e_j)) / 2ε for j in [lo, hi) of the flat
+    parameter buffer ``flat`` (which ``Ws``/``bs`` view), with ``step`` one of the *_step
+    kernels above evaluating J only. Each element is restored bit for bit."""
+    for j in range(lo, hi):
+        old = flat[j]
+        flat[j] = old + eps
+        j_plus = step(X, y, Ws, bs, zs, acts, deltas, dWs, dbs, kind, slope, l2, weights, wgrads,
+                      False)
+        flat[j] = old - eps
+        j_minus = step(X, y, Ws, bs, zs, acts, deltas, dWs, dbs, kind, slope, l2, weights,
+                       wgrads, False)
+        flat[j] = old
+        out[j] = (j_plus - j_minus) / (2.0 * eps)
