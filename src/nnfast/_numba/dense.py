@@ -6,11 +6,11 @@ in one pass over its result: forward ``z += b; a = g(z)``, backward ``δ_prev *=
 bias gradient ``db = Σ_rows δ`` (rows outer, columns inner, float64 accumulator).
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .._kinds import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
 from . import _fastmath as fm
-from ._fastmath import FASTMATH, PARALLEL_MIN
+from ._fastmath import FASTMATH
 from .activations import softmax_rows
 
 _JIT = {"fastmath": FASTMATH, "error_model": "numpy", "cache": True}
@@ -42,16 +42,15 @@ def _bias_act_row(zi, b, kind, slope, ai):
             ai[j] = zi[j]
 
 
-@njit(parallel=True, **_JIT)
+# The epilogues run on the calling thread at every size: the GEMM before them has just used
+# every core through BLAS, and OpenMP threads left spinning after a parallel epilogue slowed the
+# next GEMM down (dense_forward 1e6 elements, `nnfast bench`: 0.65x the NumPy reference with a
+# parallel epilogue, against 1.4x at 1e5 where it was serial).
+@njit(**_JIT)
 def _epilogue(z, b, kind, slope, a):
-    m = z.shape[0]
     s = fm.like(slope, z)
-    if z.size < PARALLEL_MIN:
-        for i in range(m):
-            _bias_act_row(z[i], b, kind, s, a[i])
-    else:
-        for i in prange(m):
-            _bias_act_row(z[i], b, kind, s, a[i])
+    for i in range(z.shape[0]):
+        _bias_act_row(z[i], b, kind, s, a[i])
 
 
 def dense_forward(a, W, b, kind, slope, z_out, a_out):
@@ -79,15 +78,11 @@ def _times_grad_row(di, src, kind, slope):
             di[j] = di[j] if src[j] >= zero else slope * di[j]
 
 
-@njit(parallel=True, **_JIT)
+@njit(**_JIT)
 def _times_grad(d, src, kind, slope):
     s = fm.like(slope, d)
-    if d.size < PARALLEL_MIN:
-        for i in range(d.shape[0]):
-            _times_grad_row(d[i], src[i], kind, s)
-    else:
-        for i in prange(d.shape[0]):
-            _times_grad_row(d[i], src[i], kind, s)
+    for i in range(d.shape[0]):
+        _times_grad_row(d[i], src[i], kind, s)
 
 
 @njit(**_JIT)
