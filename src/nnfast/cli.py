@@ -136,7 +136,9 @@ def _cython_line():
         return "cython backend: not built"
     import nnfast._cython as cy
 
-    return f"cython backend: {os.path.dirname(cy.__file__)}"
+    openmp = (f"OpenMP, {cy.num_threads} thread(s) (more with nnfast.set_num_threads)"
+              if cy.HAVE_OPENMP else "built without OpenMP")
+    return f"cython backend: {os.path.dirname(cy.__file__)}; {openmp}"
 
 
 def _blas_lines():

@@ -29,10 +29,14 @@ def set_num_threads(n):
         warnings.warn("nnfast's Cython kernels were built without OpenMP: they run on one "
                       "thread and set_num_threads has no effect", RuntimeWarning, stacklevel=2)
         return
+    global num_threads
     for mod in _MODULES:
         mod.set_num_threads(n)
+    num_threads = n
 
 
+#: The OpenMP loops' current thread count (1 without OpenMP).
+num_threads = DEFAULT_THREADS if HAVE_OPENMP else 1
 if HAVE_OPENMP:
     for _mod in _MODULES:
         _mod.set_num_threads(DEFAULT_THREADS)
