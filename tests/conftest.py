@@ -229,3 +229,18 @@ def update_grads(rng, shape, dtype):
     g = 0.5 + np.abs(rng.standard_normal(shape))
     return (g * rng.choice([-1.0, 1.0], size=shape)).astype(dtype)
 
+
+def central_difference(f, x, h=1e-6):
+    """dJ/dx by two-sided differences of ``f()`` (which reads ``x``), x perturbed in place and
+    restored: the finite-difference oracle of the backward tests."""
+    g = np.empty_like(x)
+    flat, gf = x.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + h
+        up = f()
+        flat[i] = old - h
+        down = f()
+        flat[i] = old
+        gf[i] = (up - down) / (2 * h)
+    return g

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import nnfast
-from conftest import LARGE, close, describe, make_rng, no_warnings, reference
+from conftest import (LARGE, central_difference, close, describe, make_rng, no_warnings,
+                      reference)
 
 BACKEND_MODULES = ("batchnorm",)
 
@@ -84,20 +85,6 @@ def test_reference_matches_torch_batchnorm1d():
     np.testing.assert_allclose(dbeta, tb.grad.numpy(), rtol=1e-12)
 
 
-def _fd(f, x, h=1e-6):
-    g = np.empty_like(x)
-    flat, gf = x.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + h
-        up = f()
-        flat[i] = old - h
-        down = f()
-        flat[i] = old
-        gf[i] = (up - down) / (2 * h)
-    return g
-
-
 def test_backward_is_central_difference(backend):
     z, gamma, beta, rm, rv = _inputs(np.dtype(np.float64), 6, 3, key="fd")
     R = make_rng("bn fd").standard_normal((6, 3))
@@ -109,7 +96,7 @@ def test_backward_is_central_difference(backend):
     _, cache = nnfast.batchnorm_forward(z, gamma, beta, rm.copy(), rv.copy())
     dz, dgamma, dbeta = nnfast.batchnorm_backward(R, cache)
     for got, x, name in ((dz, z, "dz"), (dgamma, gamma, "dgamma"), (dbeta, beta, "dbeta")):
-        np.testing.assert_allclose(got, _fd(loss, x), rtol=1e-6, atol=1e-8,
+        np.testing.assert_allclose(got, central_difference(loss, x), rtol=1e-6, atol=1e-8,
                                    err_msg=f"{name}, backend {backend}")
 
 

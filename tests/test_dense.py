@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import nnfast
-from conftest import close, describe, make_rng, no_warnings, reference
+from conftest import central_difference, close, describe, make_rng, no_warnings, reference
 
 BACKEND_MODULES = ("dense",)
 
@@ -90,20 +90,6 @@ def _chain(dt, m, k, n, act, key=""):
     return x, W1, b1, W2, b2, R
 
 
-def _fd(f, x, h=1e-6):
-    g = np.empty_like(x)
-    flat, gf = x.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + h
-        up = f()
-        flat[i] = old - h
-        down = f()
-        flat[i] = old
-        gf[i] = (up - down) / (2 * h)
-    return g
-
-
 @pytest.mark.parametrize("act", ACTIVATIONS)
 def test_backward_is_central_difference(act, backend):
     """dW, db, δ_prev of a two-layer chain equal central differences (float64), and the
@@ -121,7 +107,8 @@ def test_backward_is_central_difference(act, backend):
     dW1, db1, dx = nnfast.dense_backward(delta1, x, W1, "identity")
     what = f"{act}, backend {backend}"
     for got, param in ((dW2, W2), (db2, b2), (dW1, W1), (db1, b1), (dx, x)):
-        np.testing.assert_allclose(got, _fd(loss, param), rtol=1e-6, atol=1e-7, err_msg=what)
+        np.testing.assert_allclose(got, central_difference(loss, param), rtol=1e-6, atol=1e-7,
+                                   err_msg=what)
 
 
 # --- backends against the reference -------------------------------------------------------------
