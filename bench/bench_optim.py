@@ -22,7 +22,7 @@ def test_update(benchmark, backend, kernel, dtype, size):
 
 
 def _torch_adam(size, dtype, options):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is an optional peer for this benchmark")
     param, grad, _ = _bench.optimizer_arrays((size,), np.dtype(dtype), np.random.default_rng(0), 0)
     p = torch.from_numpy(param)
     p.grad = torch.from_numpy(grad)
