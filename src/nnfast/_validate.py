@@ -63,6 +63,24 @@ def direct_target(out, inputs):
     return True
 
 
+def result_target(out, shape, dtype, inputs):
+    """``(out, target)`` for a kernel's result: a new array when ``out`` is None; else the
+    checked ``out`` and where the kernel writes — ``out`` itself when ``direct_target`` allows,
+    else a temporary that ``write_back`` copies into ``out`` (strided or partly overlapping)."""
+    if out is None:
+        out = np.empty(shape, dtype)
+        return out, out
+    out_array(out, shape, dtype)
+    return out, (out if direct_target(out, inputs) else np.empty(shape, dtype))
+
+
+def write_back(out, target):
+    """Copies a temporary ``target`` of ``result_target`` into ``out``; returns ``out``."""
+    if target is not out:
+        out[...] = target
+    return out
+
+
 def inplace_array(x, name, dtype=None, shape=None):
     """An array a kernel updates in place: float ndarray, writable and C-contiguous (so no update
     can land in a silent copy)."""

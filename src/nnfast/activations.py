@@ -5,29 +5,22 @@ the same shape and dtype. ``out=`` (same shape and dtype, writable) receives the
 the input itself. Derivatives of sigmoid and tanh are computed from the activation ``a``, those
 of ReLU and leaky ReLU from ``z``, as the seed writes them.
 """
-import numpy as np
 
 from . import _backend
-from ._validate import contiguous, direct_target, float_array, out_array, real
+from ._validate import (contiguous, float_array, out_array, real, result_target,
+                        write_back)
 
 
 def _elementwise(name, x, out, xname, *scalars):
     x = float_array(x, xname)
-    if out is None:
-        out = np.empty(x.shape, x.dtype)
-        target = out
-    else:
-        out_array(out, x.shape, x.dtype)
-        target = out if direct_target(out, (x,)) else np.empty(x.shape, x.dtype)
+    out, target = result_target(out, x.shape, x.dtype, (x,))
     if x.size:
         fn = _backend.kernel("activations", name, x.size)
         if x.ndim == 1 and x.flags.c_contiguous:     # the common case, without new views
             fn(x, *scalars, target)
         else:
             fn(contiguous(x).reshape(-1), *scalars, target.reshape(-1))
-    if target is not out:
-        out[...] = target
-    return out
+    return write_back(out, target)
 
 
 def sigmoid(x, out=None):
@@ -97,16 +90,9 @@ def softmax(x, out=None):
     x = float_array(x, "x")
     if x.ndim == 0:
         raise ValueError("x must have at least one axis for softmax, got a 0-d array")
-    if out is None:
-        out = np.empty(x.shape, x.dtype)
-        target = out
-    else:
-        out_array(out, x.shape, x.dtype)
-        target = out if direct_target(out, (x,)) else np.empty(x.shape, x.dtype)
+    out, target = result_target(out, x.shape, x.dtype, (x,))
     if x.size:
         k = x.shape[-1]
         fn = _backend.kernel("activations", "softmax", x.size)
         fn(contiguous(x).reshape(-1, k), target.reshape(-1, k))
-    if target is not out:
-        out[...] = target
-    return out
+    return write_back(out, target)

@@ -7,21 +7,7 @@ may be the logits array itself (they are then overwritten).
 import numpy as np
 
 from . import _backend
-from ._validate import contiguous, direct_target, float_array, out_array, real
-
-
-def _target(out, shape, dtype, inputs):
-    if out is None:
-        out = np.empty(shape, dtype)
-        return out, out
-    out_array(out, shape, dtype)
-    return out, (out if direct_target(out, inputs) else np.empty(shape, dtype))
-
-
-def _finish(out, target):
-    if target is not out:
-        out[...] = target
-    return out
+from ._validate import contiguous, float_array, real, result_target, write_back
 
 
 def softmax_cross_entropy(logits, y, out=None):
@@ -54,19 +40,19 @@ def softmax_cross_entropy(logits, y, out=None):
         if lo < 0 or hi >= k:
             raise ValueError(f"y holds labels in [{lo}, {hi}], outside [0, {k - 1}] for {k} classes")
         labels = y.astype(np.int64, copy=False)
-        out, target = _target(out, logits.shape, logits.dtype, (logits,))
+        out, target = result_target(out, logits.shape, logits.dtype, (logits,))
         loss = _backend.kernel("losses", "softmax_cross_entropy", logits.size)(
             contiguous(logits), contiguous(labels), target)
-        return loss, _finish(out, target)
+        return loss, write_back(out, target)
     if y.dtype.kind == "f":
         y = float_array(y, "y", logits.dtype)
         if y.shape != logits.shape:
             raise ValueError(f"y has shape {y.shape}, but one-hot targets must match logits "
                              f"{logits.shape}")
-        out, target = _target(out, logits.shape, logits.dtype, (logits, y))
+        out, target = result_target(out, logits.shape, logits.dtype, (logits, y))
         loss = _backend.kernel("losses", "softmax_cross_entropy_probs", logits.size)(
             contiguous(logits), contiguous(y), target)
-        return loss, _finish(out, target)
+        return loss, write_back(out, target)
     raise TypeError(f"y must hold integer labels or float one-hot targets, got dtype {y.dtype}")
 
 
@@ -86,10 +72,10 @@ def _elementwise_loss(kernel_name, pred, y, out, pred_name):
     if y.shape != shape:
         raise ValueError(f"y has shape {y.shape}, but {pred_name} has shape {shape}")
     y = y.reshape(pred.shape)
-    out, target = _target(out, shape, pred.dtype, (pred, y))
+    out, target = result_target(out, shape, pred.dtype, (pred, y))
     loss = _backend.kernel("losses", kernel_name, pred.size)(
         contiguous(pred), contiguous(y), target.reshape(pred.shape))
-    return loss, _finish(out, target)
+    return loss, write_back(out, target)
 
 
 def sigmoid_binary_cross_entropy(logits, y, out=None):

@@ -85,7 +85,7 @@ class _Workspace:
         # Could a kernel of this step take threads (an array of 2**17 elements or more, the
         # compiled backends' PARALLEL_MIN)? If not, training skips switching threads off.
         sizes = [model.flat_params.size] + [m * n for n in model.layer_sizes]
-        self.may_parallel = max(sizes) >= (1 << 17)
+        self.may_parallel = max(sizes) >= _backend.PARALLEL_MIN
         self.z, self.zbn, self.a, self.delta = [], [], [], []
         self.xhat, self.mean, self.invstd, self.tmp = [], [], [], []
         last = len(model.layers) - 1

@@ -4,7 +4,8 @@ Numba validates a cached kernel against its own file's timestamp only, but our k
 helpers from other files (``_fastmath.py``, ``dense.py`` ...): after such a helper changed, a
 stale cache was loaded and crashed the interpreter (seen twice while developing the whole-step
 kernel). These locators give every function of ``nnfast._numba`` one stamp — the names, mtimes
-and sizes of all the package's ``.py`` files — so a change to any of them recompiles all.
+and sizes of all the package's ``.py`` files and of the modules whose constants they compile
+in (``_SHARED``) — so a change to any of them recompiles all.
 They subclass Numba's own locators (in-tree ``__pycache__``, ``NUMBA_CACHE_DIR``, user-wide)
 and only change the stamp; if Numba's internals change shape, the default caching stays.
 """
@@ -13,13 +14,19 @@ import os
 _DIR = os.path.dirname(os.path.abspath(__file__))
 
 
+#: Files outside the backend whose constants the kernels compile in (activation codes,
+#: PARALLEL_MIN).
+_SHARED = ("_kinds.py", "_backend.py")
+
+
 def package_stamp():
-    """(name, mtime_ns, size) of every .py file of the backend, sorted."""
+    """(name, mtime_ns, size) of every .py file of the backend and of ``_SHARED``, sorted."""
+    paths = [os.path.join(_DIR, name) for name in sorted(os.listdir(_DIR)) if name.endswith(".py")]
+    paths += [os.path.join(os.path.dirname(_DIR), name) for name in _SHARED]
     stamp = []
-    for name in sorted(os.listdir(_DIR)):
-        if name.endswith(".py"):
-            st = os.stat(os.path.join(_DIR, name))
-            stamp.append((name, st.st_mtime_ns, st.st_size))
+    for path in paths:
+        st = os.stat(path)
+        stamp.append((os.path.basename(path), st.st_mtime_ns, st.st_size))
     return tuple(stamp)
 
 

@@ -31,6 +31,9 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+# The parallel threshold of every kernel of this backend (measured: see nnfast._backend).
+from .._backend import PARALLEL_MIN  # noqa: F401
+
 FASTMATH = {"nsz", "arcp", "contract", "afn"}
 # error_model="numpy": a float division by zero gives inf/NaN instead of raising
 # ZeroDivisionError; the Python model's check per division stops vectorization (measured).
@@ -40,13 +43,6 @@ _JIT = {"fastmath": FASTMATH, "error_model": "numpy", "cache": True}
 _INLINE = dict(_JIT, inline="always")
 SUM_FASTMATH = FASTMATH | {"reassoc"}
 
-#: Arrays with at least this many elements are split over threads; below it one thread runs
-#: the loop. Measured on the idle 2-core machine (adam_update float32, serial -> 2 threads):
-#: 1e5 elements 34.5 -> 29.0 µs, 5.4e5 150.8 -> 84.7 µs, 1e6 282.5 -> 153.4 µs. While other
-#: processes kept both cores busy, a parallel region often waited a whole scheduler slice
-#: (~8 ms) for its second thread (relu at 2**16: 5 µs serial, 15 ms median parallel). 2**17 takes
-#: threads only where they give ~1.5x or more, so a stall costs at most a few times the work.
-PARALLEL_MIN = 1 << 17
 #: Fixed chunk length for parallel loops (independent of the thread count: deterministic sums).
 CHUNK = 1 << 14
 

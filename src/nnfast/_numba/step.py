@@ -56,13 +56,10 @@ def _l2(w, scale, gw, write):
     """Σ w² (float64), and if ``write`` gw += scale·w: the seed's L2 gradient λ/m · W."""
     s = _like(scale, w)
     total = 0.0
-    if write:
-        for j in range(w.size):
-            total += np.float64(w[j]) * np.float64(w[j])
+    for j in range(w.size):
+        total += np.float64(w[j]) * np.float64(w[j])
+        if write:                        # loop-invariant: LLVM unswitches it
             gw[j] += s * w[j]
-    else:
-        for j in range(w.size):
-            total += np.float64(w[j]) * np.float64(w[j])
     return total
 
 
@@ -77,6 +74,11 @@ def _finish(X, Ws, zs, acts, deltas, dWs, dbs, kind, slope, loss, l2, weights, w
     return loss
 
 
+# Three explicit kernels, one per output loss, rather than one built by a factory closure:
+# Numba's disk cache files closures by their defining function's name and line, so closures
+# over different losses would share one cache index (seen in a test: make(a) and make(b) wrote
+# the single index m.make.locals.step-7.nbi), and telling their entries apart would rest on
+# Numba internals.
 @njit(**_JIT)
 def softmax_step(X, y, Ws, bs, zs, acts, deltas, dWs, dbs, kind, slope, l2, weights, wgrads,
                  grads):
