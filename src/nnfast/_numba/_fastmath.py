@@ -28,11 +28,12 @@ fixed by the compiled code, the same on every call (deterministic).
 """
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic, overload
 
 # The parallel threshold of every kernel of this backend (measured: see nnfast._backend).
 from .._backend import PARALLEL_MIN  # noqa: F401
+from ._cache import njit
 
 FASTMATH = {"nsz", "arcp", "contract", "afn"}
 # error_model="numpy": a float division by zero gives inf/NaN instead of raising
@@ -41,6 +42,11 @@ FASTMATH = {"nsz", "arcp", "contract", "afn"}
 # (with an error-status check) and the loop does not vectorize.
 _JIT = {"fastmath": FASTMATH, "error_model": "numpy", "cache": True}
 _INLINE = dict(_JIT, inline="always")
+# The overloads' implementations are inlined into every caller and never run on their own, so
+# they are not cached: a cached caller does not need them, and an uncached one compiles them in
+# milliseconds. (Cached, their lambdas had cache files of their own that _cache's guards do not
+# cover: a damaged one stopped every later compilation.)
+_OVERLOAD = {"fastmath": FASTMATH, "error_model": "numpy"}
 SUM_FASTMATH = FASTMATH | {"reassoc"}
 
 #: Fixed chunk length for parallel loops (independent of the thread count: deterministic sums).
@@ -264,7 +270,7 @@ def log1p_unit(t):
     raise NotImplementedError("only callable from Numba-compiled code")
 
 
-@overload(exp, jit_options=_JIT, inline="always")
+@overload(exp, jit_options=_OVERLOAD, inline="always")
 def _exp_ol(x):
     if x == types.float32:
         return lambda x: _exp_f32(x)
@@ -273,7 +279,7 @@ def _exp_ol(x):
     return None
 
 
-@overload(tanh, jit_options=_JIT, inline="always")
+@overload(tanh, jit_options=_OVERLOAD, inline="always")
 def _tanh_ol(x):
     if x == types.float32:
         return lambda x: _tanh_f32(x)
@@ -282,7 +288,7 @@ def _tanh_ol(x):
     return None
 
 
-@overload(log1p_unit, jit_options=_JIT, inline="always")
+@overload(log1p_unit, jit_options=_OVERLOAD, inline="always")
 def _log1p_unit_ol(t):
     if t == types.float32:
         return lambda t: _log1p_unit_f32(t)
@@ -291,7 +297,7 @@ def _log1p_unit_ol(t):
     return None
 
 
-@overload(sigmoid, jit_options=_JIT, inline="always")
+@overload(sigmoid, jit_options=_OVERLOAD, inline="always")
 def _sigmoid_ol(x):
     if x == types.float32:
         def impl(x):
@@ -312,7 +318,7 @@ def like(value, ref):
     raise NotImplementedError("only callable from Numba-compiled code")
 
 
-@overload(like, jit_options=_JIT, inline="always")
+@overload(like, jit_options=_OVERLOAD, inline="always")
 def _like_ol(value, ref):
     if isinstance(ref, types.Array):
         ref = ref.dtype
@@ -330,7 +336,6 @@ def sum_span(x):
     for i in range(x.size):
         s += np.float64(x[i])
     return s
-
 
 
 @njit(fastmath=SUM_FASTMATH, error_model="numpy", cache=True)

@@ -14,9 +14,10 @@ exp/tanh/sigmoid come from ``_fastmath`` (vectorizable; ``math.exp`` is not). Nu
 cache does not notice changes to ``_fastmath.py`` (the functions are inlined here): after changing
 it, edit this file too or delete ``__pycache__``.
 """
-from numba import njit, prange
+from numba import prange
 
 from . import _fastmath as fm
+from ._cache import njit
 from ._fastmath import CHUNK, FASTMATH, PARALLEL_MIN
 
 _JIT = {"fastmath": FASTMATH, "error_model": "numpy", "cache": True}

@@ -6,9 +6,9 @@ into float64 accumulators, mean first, then the centred variance (two passes, as
 no cancellation from E[z²] - E[z]²).
 """
 import numpy as np
-from numba import njit
 
 from . import _fastmath as fm
+from ._cache import njit
 from ._fastmath import FASTMATH
 
 _JIT = {"fastmath": FASTMATH, "error_model": "numpy", "cache": True}

@@ -6,10 +6,10 @@ in one pass over its result: forward ``z += b; a = g(z)``, backward ``δ_prev *=
 bias gradient ``db = Σ_rows δ`` (rows outer, columns inner, float64 accumulator).
 """
 import numpy as np
-from numba import njit
 
 from .._kinds import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
 from . import _fastmath as fm
+from ._cache import njit
 from ._fastmath import FASTMATH
 from .activations import softmax_rows
 

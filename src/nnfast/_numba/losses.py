@@ -11,9 +11,10 @@ losses run on one thread (batches of logits are small next to the GEMMs that mak
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from . import _fastmath as fm
+from ._cache import njit
 from ._fastmath import FASTMATH, PARALLEL_MIN, SUM_FASTMATH
 
 _JIT = {"fastmath": FASTMATH, "error_model": "numpy", "cache": True}
@@ -53,6 +54,17 @@ def _sce_row(xi, y, di, m):
     return math.log(s) - np.float64(zy)
 
 
+@njit(**_JIT)
+def _sce_serial(logits, labels, dout):
+    """softmax_cross_entropy on the calling thread. The whole-step kernels (``step.py``) call
+    this one: a cached function must never call a ``parallel=True`` one (see ``_cache``)."""
+    m = logits.shape[0]
+    total = 0.0
+    for i in range(m):
+        total += _sce_row(logits[i], labels[i], dout[i], m)
+    return total / m
+
+
 @njit(parallel=True, **_JIT)
 def softmax_cross_entropy(logits, labels, dout):
     """J = -1/m Σ_i log softmax(z_i)[y_i];  δ = (softmax(z) - onehot(y)) / m.
@@ -62,10 +74,7 @@ def softmax_cross_entropy(logits, labels, dout):
     result does not depend on the thread count."""
     m = logits.shape[0]
     if logits.size < PARALLEL_MIN:
-        total = 0.0
-        for i in range(m):
-            total += _sce_row(logits[i], labels[i], dout[i], m)
-        return total / m
+        return _sce_serial(logits, labels, dout)
     rows = np.empty(m, np.float64)
     for i in prange(m):
         rows[i] = _sce_row(logits[i], labels[i], dout[i], m)

@@ -9,9 +9,10 @@ The flags (nesterov, eps_inside, ``wd != 0``, ...) are loop-invariant: LLVM unsw
 on them. ``wd == 0`` skips the ``wd·θ`` term as the reference does (0·inf would be NaN).
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from . import _fastmath as fm
+from ._cache import njit
 from ._fastmath import CHUNK, FASTMATH, PARALLEL_MIN
 
 _JIT = {"fastmath": FASTMATH, "error_model": "numpy", "cache": True}

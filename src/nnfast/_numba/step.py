@@ -13,13 +13,13 @@ derivative is taken from a), ``deltas`` dJ/dz per layer, ``dWs``/``dbs`` views i
 gradient buffer — all homogeneous tuples of C-contiguous arrays of one dtype.
 """
 import numpy as np
-from numba import njit
 
 from .._kinds import IDENTITY, SIGMOID, TANH
+from ._cache import njit
 from ._fastmath import FASTMATH, SUM_FASTMATH
 from ._fastmath import like as _like
 from .dense import _column_sums, _epilogue, _times_grad
-from .losses import mean_squared_error, sigmoid_binary_cross_entropy, softmax_cross_entropy
+from .losses import _sce_serial, mean_squared_error, sigmoid_binary_cross_entropy
 
 # nogil: MLP.check_gradients runs numeric_gradient from several Python threads at once.
 _JIT = {"fastmath": FASTMATH, "error_model": "numpy", "cache": True, "nogil": True}
@@ -84,7 +84,7 @@ def softmax_step(X, y, Ws, bs, zs, acts, deltas, dWs, dbs, kind, slope, l2, weig
                  grads):
     """Forward, softmax cross-entropy on int64 labels ``y``, backward; returns J."""
     _forward(X, Ws, bs, zs, acts, kind, slope)
-    loss = softmax_cross_entropy(zs[-1], y, deltas[-1])
+    loss = _sce_serial(zs[-1], y, deltas[-1])
     return _finish(X, Ws, zs, acts, deltas, dWs, dbs, kind, slope, loss, l2, weights, wgrads,
                    grads)
 
@@ -109,12 +109,17 @@ def identity_step(X, y, Ws, bs, zs, acts, deltas, dWs, dbs, kind, slope, l2, wei
                    grads)
 
 
-@njit(**_JIT)
 def numeric_gradient(step, X, y, Ws, bs, zs, acts, deltas, dWs, dbs, kind, slope, l2, weights,
                      wgrads, flat, lo, hi, eps, out):
     """The seed's dθ_approx_j = (J(θ + ε e_j) - J(θ - ε e_j)) / 2ε for j in [lo, hi) of the flat
     parameter buffer ``flat`` (which ``Ws``/``bs`` view), with ``step`` one of the *_step
-    kernels above evaluating J only. Each element is restored bit for bit."""
+    kernels above evaluating J only. Each element is restored bit for bit.
+
+    A Python loop over compiled calls, not a compiled kernel: compiled, it took ``step`` as an
+    argument, and Numba's cache pickles such a dispatcher-typed signature by a weak reference
+    that does not survive a round trip — a process that loaded another process's entry and then
+    saved its own died with "ReferenceError: underlying object has vanished" (issue 6). Each
+    ``step`` call releases the GIL, so threads still run the evaluations side by side."""
     for j in range(lo, hi):
         old = flat[j]
         flat[j] = old + eps
