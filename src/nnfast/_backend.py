@@ -13,6 +13,7 @@ import contextvars
 import importlib
 import importlib.util
 import os
+import sys
 
 BACKENDS = ("reference", "numba", "cython")
 _PACKAGES = {"reference": "nnfast._reference", "numba": "nnfast._numba", "cython": "nnfast._cython"}
@@ -47,7 +48,17 @@ AUTO_TABLE = {
 }
 FALLBACK = ("numba", "cython", "reference")
 
-_available = None
+#: What "auto" runs a network's passes on (``MLP``: forward, loss, backpropagation, the optimizer
+#: update, gradient checks): the first available of these. The Cython kernels are compiled ahead
+#: of time, so a process's first training step costs no compilation; Numba's first step costs
+#: its import and refresh (~0.4 s) even with a warm cache and 3-10 s cold (issue 6). Measured
+#: (2-core AMD EPYC Zen 4, float32, Adam, steady state, min of 7x50 steps, bench/bench_step.py
+#: measures the same): 6-8-3 b32 cython 20 us vs the numba whole-step kernel 16 us; 64-128-64-10
+#: b64 113 vs 104 us; 64-128-128-10 b32 120 vs 124 us; 784-512-256-10 b128 2.43 vs 2.03 ms.
+#: ``set_backend("numba")`` takes the Numba whole-step kernel.
+NETWORK_ORDER = ("cython", "numba", "reference")
+
+_available = {}
 _current = None
 _override = contextvars.ContextVar("nnfast_backend", default=None)
 _cache = {}
@@ -71,12 +82,37 @@ def _probe(name):
     return True
 
 
+def available(name):
+    """Whether the backend ``name`` is usable here (probed once, on first ask: probing numba
+    imports it, ~0.2 s, so only what is asked for is probed)."""
+    ok = _available.get(name)
+    if ok is None:
+        ok = _available[name] = _probe(name)
+    return ok
+
+
 def backends():
     """Names of the backends usable here, e.g. ``['reference', 'numba', 'cython']``."""
-    global _available
-    if _available is None:
-        _available = [b for b in BACKENDS if _probe(b)]
-    return list(_available)
+    return [b for b in BACKENDS if available(b)]
+
+
+def network_backend():
+    """The backend a network's passes run on: the one in force, or for "auto" the first
+    available of ``NETWORK_ORDER``."""
+    backend = _override.get() or _current or get_backend()
+    if backend == "auto":
+        backend = next(b for b in NETWORK_ORDER if available(b))
+    return backend
+
+
+def push(name):
+    """Put the (checked) backend ``name`` in force for this thread/task; returns the token for
+    ``pop``. The cheap form of ``use_backend`` for per-call use."""
+    return _override.set(name)
+
+
+def pop(token):
+    _override.reset(token)
 
 
 def _check_name(name, allow_auto=True):
@@ -86,7 +122,7 @@ def _check_name(name, allow_auto=True):
         return name
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose from {('auto',) + BACKENDS}")
-    if name not in backends():
+    if not available(name):
         raise ValueError(f"backend {name!r} is not available here; available: {backends()}")
     return name
 
@@ -191,9 +227,10 @@ def set_num_threads(n):
     global _num_threads
     n = integer(n, "n", low=1)
     _num_threads = n
-    for backend in ("numba", "cython"):
-        if backend in backends():
-            importlib.import_module(_PACKAGES[backend]).set_num_threads(n)
+    for backend in ("numba", "cython"):     # loaded ones now, the others by _module on load
+        package = sys.modules.get(_PACKAGES[backend])
+        if package is not None and available(backend):
+            package.set_num_threads(n)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n, user_api="blas")

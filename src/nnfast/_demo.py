@@ -53,7 +53,8 @@ def run_demo(epochs=30, progress=True, compare_reference=True, lr=1e-3, seed=0, 
     backend = _backend.get_backend()
     say(f"nnfast demo: digits, {len(data[0])} train / {len(data[1])} test samples, "
         f"MLP 64-{'-'.join(map(str, HIDDEN))}-10, Adam, batch {BATCH_SIZE}, {epochs} epochs, "
-        f"backend {backend!r}")
+        f"backend {backend!r}"
+        + (f" (networks on {_backend.network_backend()!r})" if backend == "auto" else ""))
     _train(data, 1, lr, seed, False)                         # warm-up: compilation, caches
     accuracy, elapsed, history = _train(data, epochs, lr, seed, progress)
     result = {"backend": backend, "epochs": epochs, "n_train": len(data[0]),

@@ -16,6 +16,7 @@ Design:
   seed's Θ is ``W.T``.
 """
 import contextlib
+import functools
 import json
 import math
 import os
@@ -144,6 +145,21 @@ def _serial_kernels(active=True):
         yield
     finally:
         numba.set_num_threads(previous)
+
+
+def _on_network_backend(method):
+    """Runs ``method`` with "auto" resolved to ``_backend.network_backend()`` (the AOT Cython
+    kernels where built: no compilation in a process's first step), so that every kernel of
+    one pass comes from one backend."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        token = _backend.push(_backend.network_backend())
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            _backend.pop(token)
+
+    return run
 
 
 def _choice(value, name, allowed):
@@ -462,10 +478,8 @@ class MLP:
     def _compiled_step(self, y):
         """The Numba whole-step kernel (``nnfast._numba.step``) for this model and targets, or
         None where it does not apply: batch norm, soft-label targets, or a backend other than
-        numba chosen explicitly ("auto" takes it: bench/bench_step.py measures why)."""
-        if self.batchnorm or _backend.get_backend() not in ("auto", "numba"):
-            return None
-        if "numba" not in _backend.backends():
+        numba in force (explicitly, or for "auto" where Cython is not built: NETWORK_ORDER)."""
+        if self.batchnorm or _backend.network_backend() != "numba":
             return None
         if self.output == "softmax" and y.dtype != np.int64:
             return None
@@ -511,6 +525,7 @@ class MLP:
         return proba
 
     # ------------------------------------------------------------------ public methods --
+    @_on_network_backend
     def forward(self, X, training=False):
         """The network's output for X: class probabilities (softmax), per-output probabilities
         (sigmoid) or values (identity), shape (n_samples, n_outputs). ``training=True`` uses the
@@ -539,6 +554,7 @@ class MLP:
             out = (out >= 0.5).astype(np.int64)
         return out.reshape(-1) if self.n_outputs == 1 else out
 
+    @_on_network_backend
     def loss(self, X, y, training=False):
         """The objective J on (X, y): mean loss plus the L2 term ``λ/(2m) Σ W²``.
         ``training=True`` evaluates batch norm with batch statistics (running ones untouched)."""
@@ -549,6 +565,7 @@ class MLP:
             self._check_training_batch(X.shape[0])
         return self._pass(self._workspace(X.shape[0]), X, y, training, False, False)
 
+    @_on_network_backend
     def gradients(self, X, y):
         """dJ/dparams on the batch (X, y) in training mode (batch-norm batch statistics, running
         statistics untouched): a list of new arrays matching ``params``."""
@@ -570,6 +587,7 @@ class MLP:
         optimizer.step_flat(self.flat_params, self.flat_grads)
         return loss
 
+    @_on_network_backend
     def train_step(self, X, y, optimizer):
         """One mini-batch of gradient descent: forward, backward, one fused optimizer update of
         every parameter (``optimizer`` is an ``nnfast.optim`` optimizer). Returns the batch's
@@ -584,6 +602,7 @@ class MLP:
         with _serial_kernels(ws.may_parallel):
             return self._step(ws, X, y, optimizer)
 
+    @_on_network_backend
     def fit(self, X, y, optimizer="adam", lr=None, epochs=200, batch_size=None, decay_rate=0.0,
             validation_data=None, tol=1e-4, patience=10, shuffle=True, seed=None, progress=True,
             **optimizer_kwargs):
@@ -706,6 +725,7 @@ class MLP:
             history.time = time.perf_counter() - start_time
         return history
 
+    @_on_network_backend
     def check_gradients(self, X, y, eps=1e-7, n_jobs=None):
         """``nnfast.gradcheck`` of this model's ``gradients`` on (X, y), in training mode.
 
