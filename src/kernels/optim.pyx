@@ -2,7 +2,8 @@
 
 Design: one pass over memory per update. The per-element rule of each optimizer is a
 `cdef inline ... noexcept nogil` function that returns the new parameter (and updates its state
-through pointers); `*_block` loops it over a contiguous block (gcc vectorizes the loop and
+through pointers) — for Adam and RMSprop a C loop in optim_loops.h, compiled per CPU level;
+`*_block` loops it over a contiguous block (gcc vectorizes the loop and
 unswitches the loop-invariant flags), and the def function runs the block serially below
 PARALLEL_MIN elements or over fixed blocks in a prange above. The arithmetic follows the
 reference's operation order in the array's dtype (scalars rounded to it first, as NumPy does with
@@ -12,7 +13,21 @@ state arrays are written, and are distinct arrays (validated by nnfast.updates).
 from cython cimport floating
 from cython.parallel cimport prange
 
-from kernel_common cimport BLOCK, block_len, fsqrt, n_blocks, nn_max_threads
+from kernel_common cimport BLOCK, block_len, n_blocks, nn_max_threads
+
+cdef extern from "optim_loops.h" nogil:
+    # Adam's and RMSprop's loops, compiled per CPU level (see optim_loops.h)
+    void nn_adam_loop_f32(float* p, const float* g, float* m, float* v, float lr, float beta1,
+                          float c1, float beta2, float c2, float eps, float wd, float decay,
+                          float bc1, float bc2, int eps_inside, Py_ssize_t n)
+    void nn_adam_loop_f64(double* p, const double* g, double* m, double* v, double lr,
+                          double beta1, double c1, double beta2, double c2, double eps,
+                          double wd, double decay, double bc1, double bc2, int eps_inside,
+                          Py_ssize_t n)
+    void nn_rmsprop_loop_f32(float* p, const float* g, float* s, float lr, float beta, float c,
+                             float eps, float wd, int eps_inside, Py_ssize_t n)
+    void nn_rmsprop_loop_f64(double* p, const double* g, double* s, double lr, double beta,
+                             double c, double eps, double wd, int eps_inside, Py_ssize_t n)
 
 cdef int n_threads = nn_max_threads()
 
@@ -102,22 +117,14 @@ def momentum_update(floating[::1] param,         # IN/OUT
 
 # ---- RMSprop -----------------------------------------------------------------------------------
 
-cdef inline floating rmsprop_step(floating p, floating g, floating* s, floating lr, floating beta,
-                                  floating c, floating eps, floating wd,
-                                  bint eps_inside) noexcept nogil:
-    """New θ; updates S = βS + (1-β)dθ²; θ -= α dθ / sqrt(S + ε) (or / (sqrt(S) + ε))."""
-    if wd != 0:
-        g = g + wd * p
-    s[0] = s[0] * beta + c * g * g
-    return p - lr * g / (fsqrt(s[0] + eps) if eps_inside else fsqrt(s[0]) + eps)
-
-
 cdef void rmsprop_block(floating* p, const floating* g, floating* s, floating lr, floating beta,
                         floating c, floating eps, floating wd, bint eps_inside,
                         Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        p[i] = rmsprop_step(p[i], g[i], &s[i], lr, beta, c, eps, wd, eps_inside)
+    """S = βS + (1-β)dθ²; θ -= α dθ / sqrt(S + ε) (or / (sqrt(S) + ε)): optim_loops.h."""
+    if floating is float:
+        nn_rmsprop_loop_f32(p, g, s, lr, beta, c, eps, wd, eps_inside, n)
+    else:
+        nn_rmsprop_loop_f64(p, g, s, lr, beta, c, eps, wd, eps_inside, n)
 
 
 def rmsprop_update(floating[::1] param,        # IN/OUT
@@ -144,30 +151,18 @@ def rmsprop_update(floating[::1] param,        # IN/OUT
 
 # ---- Adam --------------------------------------------------------------------------------------
 
-cdef inline floating adam_step(floating p, floating g, floating* m, floating* v, floating lr,
-                               floating beta1, floating c1, floating beta2, floating c2,
-                               floating eps, floating wd, floating decay, floating bc1,
-                               floating bc2, bint eps_inside) noexcept nogil:
-    """New θ; updates V (m) and S (v). `decay` = 1 - α·wd (AdamW) or 1; `wd` coupled or 0."""
-    cdef floating m_corr, v_corr
-    p = p * decay
-    if wd != 0:
-        g = g + wd * p
-    m[0] = m[0] * beta1 + c1 * g
-    v[0] = v[0] * beta2 + c2 * g * g
-    m_corr = m[0] / bc1
-    v_corr = v[0] / bc2
-    return p - lr * m_corr / (fsqrt(v_corr + eps) if eps_inside else fsqrt(v_corr) + eps)
-
-
 cdef void adam_block(floating* p, const floating* g, floating* m, floating* v, floating lr,
                      floating beta1, floating c1, floating beta2, floating c2, floating eps,
                      floating wd, floating decay, floating bc1, floating bc2, bint eps_inside,
                      Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        p[i] = adam_step(p[i], g[i], &m[i], &v[i], lr, beta1, c1, beta2, c2, eps, wd, decay,
-                         bc1, bc2, eps_inside)
+    """New θ, V (m) and S (v); `decay` = 1 - α·wd (AdamW) or 1, `wd` coupled or 0: the rule is
+    in optim_loops.h."""
+    if floating is float:
+        nn_adam_loop_f32(p, g, m, v, lr, beta1, c1, beta2, c2, eps, wd, decay, bc1, bc2,
+                         eps_inside, n)
+    else:
+        nn_adam_loop_f64(p, g, m, v, lr, beta1, c1, beta2, c2, eps, wd, decay, bc1, bc2,
+                         eps_inside, n)
 
 
 def adam_update(floating[::1] param,         # IN/OUT
