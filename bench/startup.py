@@ -5,11 +5,11 @@
 
 Each figure is the median (and min-max) over ``--repeats`` new Python processes:
 
-- ``import nnfast``;
-- the first ``MLP.train_step`` of a process (64-128-64-10, float32, Adam, batch 64), per backend,
-  with a cold Numba cache (a new, empty ``NUMBA_CACHE_DIR`` per process), a warm one (the same
-  shape run before) and a warm one for a new shape of a depth seen before (64-100-50-10);
-  the second step beside it;
+- ``import nnfast`` (NumPy already imported);
+- the first ``MLP.train_step`` of a process, loading the backend included (64-128-64-10,
+  float32, Adam, batch 64), per backend (``NNFAST_BACKEND``), with a cold Numba cache (a new,
+  empty ``NUMBA_CACHE_DIR`` per process), a warm one (the same shape run before) and a warm one
+  for a new shape of a depth seen before (64-100-50-10); the second step beside it;
 - ``nnfast demo`` wall time with a cold cache (a fresh install's first run) and a warm one.
 
 Not a timed test (absolute times on a shared machine say little): a report to read beside the
@@ -27,10 +27,10 @@ import time
 
 STEP = """
 import time
+import numpy as np
 t0 = time.perf_counter()
-import numpy as np, nnfast
+import nnfast
 t1 = time.perf_counter()
-nnfast.set_backend({backend!r})
 rng = np.random.default_rng(0)
 sizes = {sizes!r}
 X = rng.standard_normal((64, sizes[0])).astype(np.float32)
@@ -57,10 +57,9 @@ def _run(code, env):
     return proc.stdout
 
 
-def _env(cache):
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-    env.pop("NNFAST_BACKEND", None)
-    return env
+def _env(cache, backend="auto"):
+    # The backend through NNFAST_BACKEND, read on first use: loading it is part of the step.
+    return dict(os.environ, NUMBA_CACHE_DIR=cache, NNFAST_BACKEND=backend)
 
 
 def _fmt(values, unit=1e3, suffix="ms"):
@@ -74,9 +73,9 @@ def first_steps(backend, repeats):
     rows = {"cold": [], "warm": [], "warm, new shape": []}
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as cache:
-            env = _env(cache)
+            env = _env(cache, backend)
             for case, sizes in (("cold", SHAPE), ("warm", SHAPE), ("warm, new shape", NEW_SHAPE)):
-                out = _run(STEP.format(backend=backend, sizes=sizes), env)
+                out = _run(STEP.format(sizes=sizes), env)
                 rows[case].append(tuple(map(float, out.split())))
     return rows
 
