@@ -7,10 +7,12 @@ load across, and whatever the kernels do not serve must fall back to torch's ste
 ``FallbackWarning`` and give torch's result exactly.
 """
 import copy
+import gc
 import importlib
 import subprocess
 import sys
 import warnings
+import weakref
 
 import numpy as np
 import pytest
@@ -235,6 +237,37 @@ def test_closure(cls):
     for p, q in zip(model.parameters(), twin.parameters()):
         np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-11,
                                    atol=1e-13)
+
+
+STATE_KEY = {"SGD": "momentum_buffer", "Adam": "exp_avg", "RMSprop": "square_avg"}
+
+
+@needs_torch
+@pytest.mark.parametrize("cls", ["SGD", "Adam", "RMSprop"])
+def test_replaced_tensors(cls):
+    """nnfast.torch caches NumPy views of parameters and state: ``p.data = ...`` and
+    ``load_state_dict`` into an optimizer that has stepped must update the new tensors."""
+    kw = dict(lr=0.05, momentum=0.9) if cls == "SGD" else dict(lr=0.05)
+    params, grads = _problem(np.dtype(np.float64), "replaced " + cls)
+    ours, theirs = _tensors(params), _tensors(params)
+    opt, ref = getattr(nt, cls)(ours, **kw), getattr(torch.optim, cls)(theirs, **kw)
+    for step, gs in enumerate(grads[:12]):
+        if step == 4:  # new memory for the first parameter, in both
+            for t in (ours, theirs):
+                t[0].data = t[0].data.clone() * 0.5
+        if step == 8:  # state of torch's optimizer, loaded into ours after 8 steps of its own
+            old = weakref.ref(opt.state[ours[1]][STATE_KEY[cls]])
+            opt.load_state_dict(copy.deepcopy(ref.state_dict()))
+            gc.collect()
+            assert old() is None, "the view cache keeps a replaced state tensor alive"
+        _set_grads(ours, gs, step)
+        _set_grads(theirs, gs, step)
+        opt.step()
+        ref.step()
+        _compare(_numpy(ours), _numpy(theirs), np.dtype(np.float64),
+                 f"{cls}, replaced tensors, step {step + 1}")
+    _assert_states_close(opt.state_dict()["state"], ref.state_dict()["state"],
+                         np.dtype(np.float64), f"{cls}, replaced tensors, state")
 
 
 @needs_torch

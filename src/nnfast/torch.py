@@ -126,6 +126,31 @@ class _Front:
                 self._fallback([(group, ps)], why)
         return loss
 
+    def _view(self, t):
+        """The NumPy view of parameter or state tensor ``t`` (same memory), cached while ``t``
+        keeps its memory and shape (``p.data = ...`` makes a new view). Gradients are not cached:
+        ``zero_grad()`` replaces them every step. The cache saves ~1 us a tensor per step."""
+        cache = self.__dict__.setdefault("_nnfast_views", {})
+        entry = cache.get(id(t))
+        if entry is None or entry[0] is not t or entry[2] != t.data_ptr() or \
+                entry[1].shape != t.shape:
+            entry = cache[id(t)] = (t, t.detach().numpy(), t.data_ptr())
+        return entry[1]
+
+    def _by_step(self, states):
+        """Advance ``state['step']`` of each parameter; {step: indices} (a group's parameters
+        share a step count unless some were added later or skipped steps without a gradient)."""
+        buckets = {}
+        for i, state in enumerate(states):
+            t = self._view(state["step"])  # a 0-d array: += and int() cost less than torch's
+            t += 1
+            buckets.setdefault(int(t), []).append(i)
+        return buckets
+
+    def load_state_dict(self, state_dict):
+        self.__dict__.pop("_nnfast_views", None)  # would keep the replaced state tensors alive
+        super().load_state_dict(state_dict)
+
     def _fallback(self, groups, reason):
         """torch's own step on ``groups``: (param group, its parameters to update or None for
         all), warning once per optimizer and reason."""
@@ -151,17 +176,6 @@ def _common_reason(group):
     return None
 
 
-def _by_step(params, states):
-    """Advance ``state['step']`` of each parameter; {step: indices} (a group's parameters share
-    a step count unless some were added later or skipped steps without a gradient)."""
-    buckets = {}
-    for i, state in enumerate(states):
-        t = state["step"]
-        t += 1
-        buckets.setdefault(int(t.item()), []).append(i)
-    return buckets
-
-
 class SGD(_Front, torch.optim.SGD):
     __doc__ = torch.optim.SGD.__doc__
     _torch_step = _unhooked(torch.optim.SGD.step)
@@ -177,10 +191,9 @@ class SGD(_Front, torch.optim.SGD):
     def _state_keys(group):
         return ("momentum_buffer",) if group["momentum"] != 0 else ()
 
-    @staticmethod
-    def _update(group, params, states):
+    def _update(self, group, params, states):
         lr, wd = float(group["lr"]), float(group["weight_decay"])
-        ps = [_np(p) for p in params]
+        ps = [self._view(p) for p in params]
         gs = [_np(p.grad) for p in params]
         if group["momentum"] == 0:
             updates.sgd_update(ps, gs, lr, weight_decay=wd)
@@ -196,7 +209,7 @@ class SGD(_Front, torch.optim.SGD):
             if idx:
                 updates.momentum_update(
                     [ps[i] for i in idx], [gs[i] for i in idx],
-                    [_np(states[i]["momentum_buffer"]) for i in idx], lr,
+                    [self._view(states[i]["momentum_buffer"]) for i in idx], lr,
                     float(group["momentum"]), style="torch", dampening=float(dampening),
                     nesterov=group["nesterov"], weight_decay=wd)
 
@@ -223,11 +236,11 @@ class Adam(_Front, torch.optim.Adam):
         beta1, beta2 = group["betas"]
         # torch >= 2.6 keeps AdamW's decoupled decay in the group; before, AdamW was its own class
         decoupled = group.get("decoupled_weight_decay", isinstance(self, torch.optim.AdamW))
-        for t, idx in _by_step(params, states).items():
+        for t, idx in self._by_step(states).items():
             updates.adam_update(
-                [_np(params[i]) for i in idx], [_np(params[i].grad) for i in idx],
-                [_np(states[i]["exp_avg"]) for i in idx],
-                [_np(states[i]["exp_avg_sq"]) for i in idx], t, float(group["lr"]),
+                [self._view(params[i]) for i in idx], [_np(params[i].grad) for i in idx],
+                [self._view(states[i]["exp_avg"]) for i in idx],
+                [self._view(states[i]["exp_avg_sq"]) for i in idx], t, float(group["lr"]),
                 float(beta1), float(beta2), float(group["eps"]), float(group["weight_decay"]),
                 style="torch", decoupled=bool(decoupled))
 
@@ -255,15 +268,13 @@ class RMSprop(_Front, torch.optim.RMSprop):
     def _state_keys(group):
         return ("square_avg",)
 
-    @staticmethod
-    def _update(group, params, states):
+    def _update(self, group, params, states):
         for p, state in zip(params, states):
             if not state:
                 state["step"] = torch.zeros((), dtype=_scalar_dtype())
                 state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        for state in states:  # torch counts steps; RMSprop's update does not use the count
-            state["step"] += 1
+        self._by_step(states)  # torch counts steps; RMSprop's update does not use the count
         updates.rmsprop_update(
-            [_np(p) for p in params], [_np(p.grad) for p in params],
-            [_np(s["square_avg"]) for s in states], float(group["lr"]), float(group["alpha"]),
+            [self._view(p) for p in params], [_np(p.grad) for p in params],
+            [self._view(s["square_avg"]) for s in states], float(group["lr"]), float(group["alpha"]),
             float(group["eps"]), style="torch", weight_decay=float(group["weight_decay"]))
