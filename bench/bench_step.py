@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import nnfast
+from nnfast import _bench
 
 from .harness import BACKENDS
 
@@ -41,23 +42,6 @@ def _nnfast_step(backend, sizes, m):
     def step():
         with nnfast.use_backend(backend):
             model.train_step(X, y, opt)
-    return step
-
-
-def _gemms(sizes, m):
-    """The step's GEMMs: z_l = a W_l (forward), dW_l = aᵀ δ_l, δ_{l-1} = δ_l W_lᵀ (backward)."""
-    rng = np.random.default_rng(0)
-    Ws = [rng.standard_normal((k, n)).astype(np.float32) for k, n in zip(sizes, sizes[1:])]
-    acts = [rng.standard_normal((m, k)).astype(np.float32) for k in sizes]
-    dWs = [np.empty_like(W) for W in Ws]
-
-    def step():
-        for i, W in enumerate(Ws):
-            np.matmul(acts[i], W, out=acts[i + 1])
-        for i in range(len(Ws) - 1, -1, -1):
-            np.matmul(acts[i].T, acts[i + 1], out=dWs[i])
-            if i:
-                np.matmul(acts[i + 1], Ws[i].T, out=acts[i])
     return step
 
 
@@ -116,7 +100,8 @@ def _jax_step(sizes, m):
 def _make(impl, sizes, m):
     if impl in BACKENDS or impl == "auto":
         return _nnfast_step(impl, sizes, m)
-    return {"gemms": _gemms, "torch-eager": _torch_step, "jax-jit": _jax_step}[impl](sizes, m)
+    makers = {"gemms": _bench.step_gemms, "torch-eager": _torch_step, "jax-jit": _jax_step}
+    return makers[impl](sizes, m)
 
 
 @pytest.mark.parametrize("net", list(NETS))
@@ -159,7 +144,7 @@ def test_fit_digits(benchmark, impl):
                       tol=None, progress=False, seed=0)
             return (model.predict(Xte) == yte).mean()
         nnfast.MLP([64, 128, 64, 10], seed=0).fit(Xtr[:128], ytr[:128], epochs=1,
-                                                   batch_size=64, progress=False)  # compile
+                                                  batch_size=64, progress=False)  # compile
     else:
         from sklearn.neural_network import MLPClassifier
 
