@@ -1,4 +1,4 @@
-"""The ``nnfast`` command: ``demo``, ``bench`` and ``info``.
+"""The ``nnfast`` command: ``demo``, ``bench``, ``report`` and ``info``.
 
 ``main(argv=None)`` parses ``argv`` (default: ``sys.argv[1:]``), runs one command and returns
 its exit code, so tests call it directly and ``[project.scripts]`` points at it.
@@ -29,7 +29,7 @@ def _parser():
     parser = argparse.ArgumentParser(
         prog="nnfast", description="Fast CPU training of multilayer perceptrons.")
     parser.add_argument("--version", action="version", version=f"nnfast {nnfast.__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{demo,bench,info}")
+    sub = parser.add_subparsers(dest="command", metavar="{demo,bench,report,info}")
     sub.required = True
 
     demo = sub.add_parser("demo", help="train an MLP on scikit-learn's digits and report speed")
@@ -63,6 +63,11 @@ def _parser():
                        help="print one JSON document (context, kernels, step) instead of text")
     bench.add_argument("--list", action="store_true",
                        help="list the kernels and backends, and exit")
+
+    from nnfast import report
+    report.add_arguments(sub.add_parser(
+        "report", help="speedup table, plots and comparison of pytest-benchmark runs",
+        description=report.DESCRIPTION))
 
     sub.add_parser("info", help="backends, threads, BLAS, CPU features, cache location")
     return parser
@@ -282,7 +287,12 @@ def _info(args):
     return 0
 
 
-_COMMANDS = {"demo": _demo, "bench": _bench, "info": _info}
+def _report(args):
+    from nnfast import report
+    return report.run(args)
+
+
+_COMMANDS = {"demo": _demo, "bench": _bench, "report": _report, "info": _info}
 
 
 def main(argv=None):
