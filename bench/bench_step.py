@@ -4,7 +4,8 @@ Groups ``step-<layer sizes>-b<batch>``: one mini-batch step of an MLP with ReLU 
 and a softmax output, for each nnfast backend (``auto`` takes the compiled Numba whole-step
 kernel), the NumPy ``reference`` backend, and as yardsticks: ``gemms`` — the same step's
 matrix products alone (np.matmul into preallocated arrays: the floor a step can approach),
-``torch-eager`` (torch.nn + ``torch.optim.Adam(fused=True)``) and ``jax-jit`` (a ``jax.jit``
+``torch-eager`` (torch.nn + ``torch.optim.Adam(fused=True)``), ``torch-compile`` (the same,
+forward and backward through ``torch.compile``) and ``jax-jit`` (a ``jax.jit``
 step with ``optax.adam``), on the same weights and batch, when those are installed.
 
 Group ``fit-digits``: scikit-learn's digits, hidden (128, 64), Adam, batch 64, 100 epochs:
@@ -21,7 +22,8 @@ from .harness import BACKENDS
 
 NETS = {"784-512-256-10-b128": ([784, 512, 256, 10], 128),
         "64-128-128-10-b32": ([64, 128, 128, 10], 32)}
-STEP_IMPLS = ("reference", "numba", "cython", "auto", "gemms", "torch-eager", "jax-jit")
+STEP_IMPLS = ("reference", "numba", "cython", "auto", "gemms", "torch-eager", "torch-compile",
+              "jax-jit")
 LR = 1e-3
 
 
@@ -45,7 +47,7 @@ def _nnfast_step(backend, sizes, m):
     return step
 
 
-def _torch_step(sizes, m):
+def _torch_step(sizes, m, compiled=False):
     torch = pytest.importorskip("torch", reason="torch is an optional peer for this benchmark")
     model, X, y = _problem(sizes, m)
     layers = []
@@ -60,9 +62,20 @@ def _torch_step(sizes, m):
     loss_fn = torch.nn.CrossEntropyLoss()
     xt, yt = torch.from_numpy(X), torch.from_numpy(y)
 
+    def forward_backward():
+        loss_fn(net(xt), yt).backward()
+    if compiled:
+        # Inductor compiles forward and backward to C++ (it needs a C++ compiler at run time);
+        # the fused Adam step stays eager, as in torch-eager.
+        forward_backward = torch.compile(forward_backward)
+        try:
+            forward_backward()
+        except Exception as exc:  # noqa: BLE001 — any compiler failure: say which, skip
+            pytest.skip(f"torch.compile does not work here: {type(exc).__name__}: {exc}"[:300])
+
     def step():
         opt.zero_grad(set_to_none=False)
-        loss_fn(net(xt), yt).backward()
+        forward_backward()
         opt.step()
     return step
 
@@ -100,7 +113,8 @@ def _jax_step(sizes, m):
 def _make(impl, sizes, m):
     if impl in BACKENDS or impl == "auto":
         return _nnfast_step(impl, sizes, m)
-    makers = {"gemms": _bench.step_gemms, "torch-eager": _torch_step, "jax-jit": _jax_step}
+    makers = {"gemms": _bench.step_gemms, "torch-eager": _torch_step, "jax-jit": _jax_step,
+              "torch-compile": lambda sizes, m: _torch_step(sizes, m, compiled=True)}
     return makers[impl](sizes, m)
 
 

@@ -132,3 +132,24 @@ def test_report_command(run_json, tmp_path, capsys):
     capsys.readouterr()
     assert report.main([str(run_json)]) == 0
     assert "| sgd-float32-1e5 | reference |" in capsys.readouterr().out
+
+
+def test_readme_section_from_one_run(run_json):
+    """bench/perf_readme.py's Markdown: the run's CPU, and each group's speedups from it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("perf_readme", ROOT / "bench" / "perf_readme.py")
+    perf_readme = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(perf_readme)
+    records = report.load(run_json)
+    by = {(r.group, r.impl): r for r in records}
+    data = json.loads(run_json.read_text())
+    text = perf_readme.section(run_json, label="A label.")
+    assert text.startswith(f"CPU: {data['machine_info']['cpu']['brand_raw']}")
+    assert "A label." in text.splitlines()[0]
+    for size in SIZES:
+        group = f"sgd-float32-{size}"
+        line = next(line for line in text.splitlines() if line.startswith(f"| `{group}` |"))
+        for impl in {r.impl for r in records} - {"reference"}:
+            ratio = by[(group, "reference")].median / by[(group, impl)].median
+            assert f"{impl} {report.sig(ratio)}×" in line
