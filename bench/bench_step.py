@@ -4,7 +4,8 @@ Groups ``step-<layer sizes>-b<batch>``: one mini-batch step of an MLP with ReLU 
 and a softmax output, for each nnfast backend (``numba`` is the compiled Numba whole-step
 kernel; ``auto`` runs networks on the Cython kernels: ``_backend.NETWORK_ORDER``), the NumPy ``reference`` backend, and as yardsticks: ``gemms`` — the same step's
 matrix products alone (np.matmul into preallocated arrays: the floor a step can approach),
-``torch-eager`` (torch.nn + ``torch.optim.Adam(fused=True)``) and ``jax-jit`` (a ``jax.jit``
+``torch-eager`` (torch.nn + ``torch.optim.Adam(fused=True)``), ``torch-compile`` (the same,
+forward and backward through ``torch.compile``) and ``jax-jit`` (a ``jax.jit``
 step with ``optax.adam``), on the same weights and batch, when those are installed.
 
 Group ``fit-digits``: scikit-learn's digits, hidden (128, 64), Adam, batch 64, 100 epochs:
@@ -15,12 +16,14 @@ import numpy as np
 import pytest
 
 import nnfast
+from nnfast import _bench
 
 from .harness import BACKENDS
 
 NETS = {"784-512-256-10-b128": ([784, 512, 256, 10], 128),
         "64-128-128-10-b32": ([64, 128, 128, 10], 32)}
-STEP_IMPLS = ("reference", "numba", "cython", "auto", "gemms", "torch-eager", "jax-jit")
+STEP_IMPLS = ("reference", "numba", "cython", "auto", "gemms", "torch-eager", "torch-compile",
+              "jax-jit")
 LR = 1e-3
 
 
@@ -44,24 +47,7 @@ def _nnfast_step(backend, sizes, m):
     return step
 
 
-def _gemms(sizes, m):
-    """The step's GEMMs: z_l = a W_l (forward), dW_l = aᵀ δ_l, δ_{l-1} = δ_l W_lᵀ (backward)."""
-    rng = np.random.default_rng(0)
-    Ws = [rng.standard_normal((k, n)).astype(np.float32) for k, n in zip(sizes, sizes[1:])]
-    acts = [rng.standard_normal((m, k)).astype(np.float32) for k in sizes]
-    dWs = [np.empty_like(W) for W in Ws]
-
-    def step():
-        for i, W in enumerate(Ws):
-            np.matmul(acts[i], W, out=acts[i + 1])
-        for i in range(len(Ws) - 1, -1, -1):
-            np.matmul(acts[i].T, acts[i + 1], out=dWs[i])
-            if i:
-                np.matmul(acts[i + 1], Ws[i].T, out=acts[i])
-    return step
-
-
-def _torch_step(sizes, m):
+def _torch_step(sizes, m, compiled=False):
     torch = pytest.importorskip("torch", reason="torch is an optional peer for this benchmark")
     model, X, y = _problem(sizes, m)
     layers = []
@@ -76,9 +62,20 @@ def _torch_step(sizes, m):
     loss_fn = torch.nn.CrossEntropyLoss()
     xt, yt = torch.from_numpy(X), torch.from_numpy(y)
 
+    def forward_backward():
+        loss_fn(net(xt), yt).backward()
+    if compiled:
+        # Inductor compiles forward and backward to C++ (it needs a C++ compiler at run time);
+        # the fused Adam step stays eager, as in torch-eager.
+        forward_backward = torch.compile(forward_backward)
+        try:
+            forward_backward()
+        except Exception as exc:  # noqa: BLE001 — any compiler failure: say which, skip
+            pytest.skip(f"torch.compile does not work here: {type(exc).__name__}: {exc}"[:300])
+
     def step():
         opt.zero_grad(set_to_none=False)
-        loss_fn(net(xt), yt).backward()
+        forward_backward()
         opt.step()
     return step
 
@@ -116,7 +113,9 @@ def _jax_step(sizes, m):
 def _make(impl, sizes, m):
     if impl in BACKENDS or impl == "auto":
         return _nnfast_step(impl, sizes, m)
-    return {"gemms": _gemms, "torch-eager": _torch_step, "jax-jit": _jax_step}[impl](sizes, m)
+    makers = {"gemms": _bench.step_gemms, "torch-eager": _torch_step, "jax-jit": _jax_step,
+              "torch-compile": lambda sizes, m: _torch_step(sizes, m, compiled=True)}
+    return makers[impl](sizes, m)
 
 
 @pytest.mark.parametrize("net", list(NETS))
@@ -159,7 +158,7 @@ def test_fit_digits(benchmark, impl):
                       tol=None, progress=False, seed=0)
             return (model.predict(Xte) == yte).mean()
         nnfast.MLP([64, 128, 64, 10], seed=0).fit(Xtr[:128], ytr[:128], epochs=1,
-                                                   batch_size=64, progress=False)  # compile
+                                                  batch_size=64, progress=False)  # compile
     else:
         from sklearn.neural_network import MLPClassifier
 

@@ -1,6 +1,10 @@
 """The ``nnfast`` command line: ``info``, ``bench`` and ``demo`` through ``main(argv)``."""
+import json
+import re
 import subprocess
 import sys
+
+import numpy as np
 
 import pytest
 
@@ -21,24 +25,98 @@ def test_info_lists_backends_blas_and_cpu(capsys):
     assert "cpu:" in out and "features:" in out
 
 
-def test_bench_quick_prints_speedup_table(capsys):
-    argv = ["bench", "--quick", "--sizes", "100", "300", "--repeat", "1",
-            "--kernels", "sigmoid", "softmax_cross_entropy", "adam_update"]
+def test_bench_quick_prints_rows_with_speedups_and_rates(capsys):
+    argv = ["bench", "--quick", "--sizes", "100", "300", "--repeat", "2", "--no-context",
+            "--no-step", "--kernels", "sigmoid", "softmax_cross_entropy", "dense_forward"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "NumPy (reference backend) time divided by" in out
-    for name in ("sigmoid", "softmax_cross_entropy", "adam_update"):
-        assert name in out
-    assert "reference" in out and " 1e2 " in out and " 300" in out
-    for backend in _bench.compiled_backends():
-        assert backend in out
+    assert "speedup = reference (NumPy)" in out
+    lines = out.splitlines()
+    for name in ("sigmoid", "softmax_cross_entropy", "dense_forward"):
+        assert any(line.startswith(name) for line in lines)
+    assert " 1e2 " in out and " 300 " in out
+    for backend in ["reference"] + _bench.compiled_backends():
+        timed = re.compile(rf" {backend} +[\d.]+(ns|us|ms|s) ")
+        assert sum(bool(timed.search(line)) for line in lines) == 6
+    assert "GB/s" in out and "GFLOP/s" in out
+    assert "0.00" not in out and "\r" not in out   # significant figures; no bar in a log
 
 
-def test_bench_quick_default_covers_every_kernel(capsys):
-    assert main(["bench", "--quick", "--sizes", "64", "--repeat", "1"]) == 0
+def test_bench_default_covers_every_kernel_and_the_step(capsys):
+    assert main(["bench", "--quick", "--sizes", "64", "--repeat", "1", "--no-context"]) == 0
     out = capsys.readouterr().out
     for name in _bench.CASES:
         assert f"\n{name} " in out
+    assert "training step (MLP 784-512-256-10, batch 128" in out
+    assert "\ngemms " in out and "\nauto " in out
+
+
+def test_bench_json_rows_are_consistent(capsys):
+    argv = ["bench", "--json", "--quick", "--sizes", "200", "--repeat", "3",
+            "--kernels", "relu", "adam_update", "dense_backward"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    ctx = report["context"]
+    assert ctx["cores"] >= 1 and ctx["gemm"] == "SGEMM"
+    for key in ("gemm_gflops_1", "gemm_gflops_all", "copy_gbps_1"):
+        s = ctx[key]
+        assert 0 < s["min"] <= s["median"] <= s["max"] and s["iqr"] >= 0
+    assert ctx["copy_gbps"] >= ctx["copy_gbps_1"]["median"]
+    rows = report["kernels"]
+    assert [(r["kernel"], r["backend"]) for r in rows] == [
+        (k, b) for k in ("relu", "adam_update", "dense_backward") for b in report["backends"]]
+    for row in rows:
+        assert len(row["times"]) == 3 and row["median"] == pytest.approx(np.median(row["times"]))
+        ref = next(r for r in rows if r["kernel"] == row["kernel"] and r["backend"] == "reference")
+        assert row["speedup"] == pytest.approx(ref["median"] / row["median"])
+        kind, amount = _bench.CASES[row["kernel"]].work(tuple(row["shape"]))
+        if kind == "bytes":
+            assert row["unit"] == "GB/s"
+            assert row["rate"] == pytest.approx(amount * 4 / row["median"] / 1e9)
+            assert row["of_limit"] == pytest.approx(row["rate"] / ctx["copy_gbps"])
+        else:
+            assert row["unit"] == "GFLOP/s"
+            assert row["of_limit"] == pytest.approx(row["rate"] / ctx["gemm_gflops"])
+    steps = report["step"]
+    assert [r["backend"] for r in steps] == ["gemms", "reference", "auto"] + report["backends"][1:]
+    for row in steps:
+        assert row["of_gemms"] == pytest.approx(row["median"] / steps[0]["median"])
+
+
+def test_kernel_rows_stream_one_measurement_at_a_time(monkeypatch):
+    timed = []
+    monkeypatch.setattr(_bench, "time_calls",
+                        lambda fn, repeat, target: timed.append(1) or [1e-3] * repeat)
+    rows = _bench.kernel_rows(["sgd_update"], [100], _bench.compiled_backends(), repeat=2)
+    first = next(rows)
+    assert first["backend"] == "reference" and len(timed) == 1   # printed before the rest run
+    rest = list(rows)
+    assert len(timed) == 1 + len(rest)
+
+
+def test_sig_and_seconds_formatting():
+    assert [_bench.sig(x) for x in (0.004234, 0.4234, 4.234, 42.34, 423.4, 4234.0)] == [
+        "0.0042", "0.42", "4.2", "42", "423", "4234"]
+    assert _bench.sig(3.2e-5) == "3.2e-05" and _bench.sig(None) == "-"
+    assert _bench.format_seconds(0.0123) == "12.3ms" and _bench.format_seconds(4.2e-8) == "42.0ns"
+
+
+def test_bench_list_and_backend_choice(capsys):
+    assert main(["bench", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in _bench.CASES:
+        assert name in out
+    assert main(["bench", "--backend", "no_such_backend"]) == 2
+    assert "not available" in capsys.readouterr().err
+    compiled = _bench.compiled_backends()
+    if compiled:
+        argv = ["bench", "--quick", "--sizes", "50", "--repeat", "1", "--no-context",
+                "--no-step", "--kernels", "relu", "--backend", compiled[0]]
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert f" {compiled[0]} " in out
+        for other in compiled[1:]:
+            assert f" {other} " not in out
 
 
 def test_bench_rejects_unknown_kernel_and_bad_size(capsys):
@@ -46,21 +124,6 @@ def test_bench_rejects_unknown_kernel_and_bad_size(capsys):
     assert "unknown kernels" in capsys.readouterr().err
     assert main(["bench", "--sizes", "0"]) == 2
     assert main(["bench", "--sizes", "1.5"]) == 2
-
-
-def test_speedup_table_rows():
-    rows, text = _bench.speedup_table(sizes=(50,), repeat=1, kernels=["relu", "sgd_update"],
-                                      dtype="float64", target=1e-4)
-    assert [(r["kernel"], r["size"], r["dtype"]) for r in rows] == [
-        ("relu", 50, "float64"), ("sgd_update", 50, "float64")]
-    for row in rows:
-        assert row["times"]["reference"] > 0
-        assert set(row["speedups"]) == set(_bench.compiled_backends())
-        for backend, speedup in row["speedups"].items():
-            t = row["times"][backend]
-            assert speedup is None if t is None else speedup == pytest.approx(
-                row["times"]["reference"] / t)
-    assert "relu" in text and "sgd_update" in text
 
 
 def test_every_case_runs_on_the_reference_backend():

@@ -1,17 +1,22 @@
-"""One table of "the same computation in each backend", and ``speedup_table`` over it.
+"""One table of "the same computation in each backend", and the ``nnfast bench`` measurements.
 
 ``CASES`` maps a public kernel name to a :class:`Case`: ``setup(shape, dtype, rng)`` allocates
 the inputs, the ``out=`` arrays and any optimizer state once and returns a zero-argument callable
 that calls the public ``nnfast`` function on them — so only the call is timed. The backend is
 whatever is in force when the callable runs (``nnfast.use_backend``). ``Case.shape(n)`` is the
-shape ``speedup_table`` times for "n elements". The pytest-benchmark suites in ``bench/`` build
-their benchmarks from this same table, at the shapes they list.
+shape timed for "n elements"; ``Case.work(shape)`` the least memory traffic or the GEMM flops of
+one call, so that a time becomes a rate comparable with the machine's limits. The
+pytest-benchmark suites in ``bench/`` build their benchmarks from this same table.
 
-``speedup_table`` is nnfast's ``bn.bench()``: per kernel and size, the reference (NumPy) time
-divided by each compiled backend's time, all measured in one process with ``timeit`` (minimum
-over repeats).
+``nnfast bench`` (``cli.py``) runs, in one process: ``machine_context`` (CPU, cores, BLAS,
+single- and all-core GEMM GFLOP/s, copy GB/s), then ``kernel_rows`` and ``step_rows``, which
+yield each measurement as soon as it is taken, with the median and IQR of its repeats, so that
+a noisy run shows as noisy.
 """
 import importlib
+import math
+import os
+import platform
 import time
 import timeit
 from typing import Callable, NamedTuple
@@ -28,6 +33,19 @@ QUICK_SIZES = (1_000, 10_000)
 class Case(NamedTuple):
     setup: Callable  # (shape, dtype, rng) -> zero-argument callable
     shape: Callable  # number of elements -> shape timed for it
+    #: (shape) -> ("bytes", array elements each call must at least read or write once) for a
+    #: memory-bound kernel, or ("flops", floating-point operations) for a GEMM-bound one.
+    work: Callable
+
+
+def _moves(arrays):
+    """Work of a memory-bound kernel that reads and writes ``arrays`` arrays of its shape."""
+    return lambda shape: ("bytes", arrays * math.prod(shape))
+
+
+def _gemm_flops(gemms):
+    """Work of a dense kernel: ``gemms`` products of (m, k) by (k, n), 2·m·k·n flops each."""
+    return lambda shape: ("flops", gemms * 2 * math.prod(shape))
 
 
 def _rows(n, cols, min_rows=1):
@@ -49,7 +67,7 @@ def _elementwise(name, source, *args):
             x = rng.uniform(0.01, 0.99, shape).astype(dtype)
         out = np.empty_like(x)
         return lambda: fn(x, *args, out=out)
-    return Case(setup, _flat)
+    return Case(setup, _flat, _moves(2))
 
 
 def _softmax(shape, dtype, rng):
@@ -163,8 +181,8 @@ def _adam(shape, dtype, rng):
     return lambda: nnfast.adam_update(p, g, m, v, 10, 1e-3)
 
 
-def _matrix(setup, cols, min_rows=1):
-    return Case(setup, lambda n: _rows(n, cols, min_rows))
+def _matrix(setup, cols, arrays, min_rows=1):
+    return Case(setup, lambda n: _rows(n, cols, min_rows), _moves(arrays))
 
 
 CASES = {
@@ -176,19 +194,19 @@ CASES = {
     "relu_grad": _elementwise("relu_grad", "z"),
     "leaky_relu": _elementwise("leaky_relu", "z", 0.01),
     "leaky_relu_grad": _elementwise("leaky_relu_grad", "z", 0.01),
-    "softmax": _matrix(_softmax, 10),
-    "softmax_cross_entropy": _matrix(_softmax_cross_entropy, 10),
-    "sigmoid_binary_cross_entropy": Case(_binary_cross_entropy, _flat),
-    "mean_squared_error": Case(_mean_squared_error, _flat),
-    "l2_penalty": Case(_l2_penalty, _flat),
-    "dense_forward": Case(_dense_forward, _dense_shape),
-    "dense_backward": Case(_dense_backward, _dense_shape),
-    "batchnorm_forward": _matrix(_batchnorm_forward, 256, min_rows=2),
-    "batchnorm_backward": _matrix(_batchnorm_backward, 256, min_rows=2),
-    "sgd_update": Case(_sgd, _flat),
-    "momentum_update": Case(_momentum, _flat),
-    "rmsprop_update": Case(_rmsprop, _flat),
-    "adam_update": Case(_adam, _flat),
+    "softmax": _matrix(_softmax, 10, 2),
+    "softmax_cross_entropy": _matrix(_softmax_cross_entropy, 10, 2),
+    "sigmoid_binary_cross_entropy": Case(_binary_cross_entropy, _flat, _moves(3)),
+    "mean_squared_error": Case(_mean_squared_error, _flat, _moves(3)),
+    "l2_penalty": Case(_l2_penalty, _flat, _moves(1)),
+    "dense_forward": Case(_dense_forward, _dense_shape, _gemm_flops(1)),
+    "dense_backward": Case(_dense_backward, _dense_shape, _gemm_flops(2)),
+    "batchnorm_forward": _matrix(_batchnorm_forward, 256, 2, min_rows=2),
+    "batchnorm_backward": _matrix(_batchnorm_backward, 256, 3, min_rows=2),
+    "sgd_update": Case(_sgd, _flat, _moves(3)),
+    "momentum_update": Case(_momentum, _flat, _moves(5)),
+    "rmsprop_update": Case(_rmsprop, _flat, _moves(5)),
+    "adam_update": Case(_adam, _flat, _moves(7)),
 }
 
 
@@ -230,103 +248,330 @@ def compiled_backends():
     return [b for b in nnfast.backends() if b != "reference"]
 
 
-def time_call(fn, repeat=5, target=0.02):
-    """Seconds per call of ``fn``: the minimum over ``repeat`` timeit runs of about ``target``
-    seconds each (a first, untimed call warms up JIT compilation and caches)."""
+# --- timing ---------------------------------------------------------------------------------
+
+def time_calls(fn, repeat=5, target=0.005):
+    """Seconds per call of ``fn`` in each of ``repeat`` timeit runs of about ``target`` seconds
+    (a list, so that the spread can be reported). A first, untimed call warms up JIT
+    compilation and caches."""
     fn()
     start = time.perf_counter()
     fn()
     once = max(time.perf_counter() - start, 1e-7)
     number = max(1, int(target / once))
-    return min(timeit.repeat(fn, repeat=repeat, number=number)) / number
+    return [t / number for t in timeit.repeat(fn, repeat=repeat, number=number)]
 
 
-def _format_size(n):
-    exponent = int(round(np.log10(n))) if n > 0 else 0
-    return f"1e{exponent}" if 10 ** exponent == n else str(n)
+def summary(times):
+    """``{"median", "iqr", "min", "max"}`` of per-call seconds; ``iqr`` is the 75th minus the
+    25th percentile (0 for one repeat)."""
+    q1, median, q3 = np.percentile(times, [25, 50, 75])
+    return {"median": float(median), "iqr": float(q3 - q1), "min": float(min(times)),
+            "max": float(max(times))}
 
 
-def _format_seconds(t):
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if t >= scale:
-            return f"{t / scale:.3g}{unit}"
-    return f"{t / 1e-9:.3g}ns"
+# --- the machine's context and limits, measured in the same run -----------------------------
+
+COPY_ELEMENTS = 1 << 24   # 64 MiB of float32 per array: far beyond the caches
+GEMM_N = 1024
 
 
-def speedup_table(sizes=DEFAULT_SIZES, repeat=5, kernels=None, dtype="float32", target=0.02,
-                  seed=0):
-    """Time every kernel at every size in each available backend; returns ``(rows, text)``.
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("model name", "Model", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
-    ``rows`` is a list of dicts ``{"kernel", "size", "shape", "dtype", "times", "speedups"}``
-    with ``times[backend]`` in seconds (None if that backend lacks the kernel) and
-    ``speedups[backend] = times["reference"] / times[backend]``. ``text`` is the formatted
-    table: NumPy (reference) time ÷ backend time, one column block per compiled backend, and
-    the reference's own time per call for scale. ``kernels`` limits the table to those names.
-    """
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _blas_pools():
+    from threadpoolctl import threadpool_info
+
+    return [{"user_api": p.get("user_api"), "internal_api": p.get("internal_api"),
+             "version": p.get("version"), "num_threads": p.get("num_threads"),
+             "architecture": p.get("architecture")} for p in threadpool_info()]
+
+
+def gemm_gflops(dtype, threads, repeat=5, n=GEMM_N):
+    """GFLOP/s of an n×n×n GEMM (NumPy's BLAS) with ``threads`` BLAS threads (None: as is):
+    ``summary`` of the repeats, in GFLOP/s (median of the rates)."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    c = np.empty((n, n), dtype)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        times = time_calls(lambda: np.matmul(a, b, out=c), repeat, target=0.05)
+    return _rates(2.0 * n ** 3 / 1e9, times)
+
+
+def copy_bandwidth(threads, repeat=5, elements=COPY_ELEMENTS):
+    """GB/s of copying ``elements`` float32 (bytes read + bytes written per second) split
+    over ``threads`` Python threads (``np.copyto`` releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    src = np.ones(elements, np.float32)
+    dst = np.zeros_like(src)
+    chunks = [slice(i * elements // threads, (i + 1) * elements // threads)
+              for i in range(threads)]
+    if threads == 1:
+        def copy():
+            np.copyto(dst, src)
+        times = time_calls(copy, repeat, target=0.05)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            def copy():
+                list(pool.map(lambda c: np.copyto(dst[c], src[c]), chunks))
+            times = time_calls(copy, repeat, target=0.05)
+    return _rates(2.0 * src.nbytes / 1e9, times)
+
+
+def _rates(amount, times):
+    """``summary`` of ``amount / t`` over per-call ``times``."""
+    return summary([amount / t for t in times])
+
+
+def machine_context(dtype="float32", repeat=5):
+    """What this machine can do, measured now: CPU, cores, BLAS, GEMM and copy limits."""
+    from nnfast.cli import cpu_features
+
+    llvm_name, features = cpu_features()
     dtype = np.dtype(dtype)
-    names = list(CASES) if kernels is None else list(kernels)
-    unknown = [k for k in names if k not in CASES]
-    if unknown:
-        raise ValueError(f"unknown kernels {unknown}; choose from {list(CASES)}")
-    sizes = [int(s) for s in sizes]
-    if not sizes or min(sizes) < 1:
-        raise ValueError(f"sizes must be positive element counts, got {sizes}")
-    backends = ["reference"] + compiled_backends()
-    rows = []
-    for name in names:
+    cores = _cores()
+    gemm = "SGEMM" if dtype == np.float32 else "DGEMM"
+    context = {
+        "cpu": _cpu_model(), "cpu_llvm": llvm_name, "simd": features,
+        "cores": cores, "nnfast_threads": nnfast.get_num_threads(),
+        "blas": _blas_pools(), "dtype": dtype.name, "gemm": gemm, "gemm_n": GEMM_N,
+        "gemm_gflops_1": gemm_gflops(dtype, 1, repeat),
+        "gemm_gflops_all": gemm_gflops(dtype, None, repeat),
+        "copy_gbps_1": copy_bandwidth(1, repeat),
+        "copy_gbps_all": copy_bandwidth(cores, repeat) if cores > 1 else None,
+        "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                           "OMP_NUM_THREADS", "NUMBA_NUM_THREADS",
+                                           "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")
+                if k in os.environ},
+    }
+    best_copy = max(c["median"] for c in (context["copy_gbps_1"], context["copy_gbps_all"])
+                    if c)
+    context["copy_gbps"] = best_copy
+    context["gemm_gflops"] = context["gemm_gflops_all"]["median"]
+    return context
+
+
+# --- kernels and the training step ----------------------------------------------------------
+
+def kernel_rows(kernels, sizes, backends, dtype="float32", repeat=5, target=0.005, context=None,
+                seed=0):
+    """Time each kernel × size × backend; yields one row (a dict) per measurement, as soon as
+    it is measured, the reference first in each (kernel, size), so every compiled backend's
+    row carries its ``speedup`` (reference median ÷ its median). With ``context`` (from
+    ``machine_context``), rows also carry ``rate`` (GB/s or GFLOP/s) and ``of_limit`` (the
+    fraction of the measured copy bandwidth or all-core GEMM rate)."""
+    dtype = np.dtype(dtype)
+    order = ["reference"] + [b for b in backends if b != "reference"]
+    for name in kernels:
         case = CASES[name]
         for n in sizes:
             shape = case.shape(n)
             fn = case.setup(shape, dtype, np.random.default_rng(seed))
-            times = {}
-            for backend in backends:
-                if missing(backend, name):
-                    times[backend] = None
+            kind, amount = case.work(shape)
+            ref = None
+            for backend in order:
+                row = {"kernel": name, "size": n, "shape": list(shape), "dtype": dtype.name,
+                       "backend": backend}
+                reason = missing(backend, name)
+                if reason:
+                    row["skipped"] = reason
+                    yield row
                     continue
                 with nnfast.use_backend(backend):
-                    times[backend] = time_call(fn, repeat, target)
-            ref = times["reference"]
-            speedups = {b: (ref / t if t else None) for b, t in times.items() if b != "reference"}
-            rows.append({"kernel": name, "size": n, "shape": shape, "dtype": dtype.name,
-                         "times": times, "speedups": speedups})
-    return rows, format_table(rows, sizes, backends[1:], dtype.name)
-
-
-def format_table(rows, sizes, compiled, dtype):
-    """The ``bn.bench()``-style text of ``speedup_table``'s rows."""
-    labels = [_format_size(n) for n in sizes]
-    cell = max(7, *(len(label) + 1 for label in labels))
-    name_width = max([len(r["kernel"]) for r in rows] + [6])
-    lines = [
-        "nnfast performance benchmark",
-        f"    nnfast {nnfast.__version__}; NumPy {np.__version__}; dtype {dtype}; "
-        f"backends {', '.join(nnfast.backends())}",
-        "    Speed is NumPy (reference backend) time divided by the backend's time",
-        "    (> 1 means faster than NumPy); '-' means the backend lacks the kernel.",
-        "    Sizes are element counts; 'reference' columns give NumPy's time per call.",
-        "",
-    ]
-    blocks = compiled + ["reference"]
-    header1 = " " * name_width
-    header2 = " " * name_width
-    for b in blocks:
-        width = cell * len(sizes)
-        header1 += "  " + b.center(width)
-        header2 += "  " + "".join(label.rjust(cell) for label in labels)
-    lines += [header1.rstrip(), header2]
-    by_key = {(r["kernel"], r["size"]): r for r in rows}
-    for name in dict.fromkeys(r["kernel"] for r in rows):
-        line = name.ljust(name_width)
-        for b in blocks:
-            line += "  "
-            for n in sizes:
-                row = by_key[(name, n)]
-                if b == "reference":
-                    t = row["times"]["reference"]
-                    text = _format_seconds(t) if t is not None else "-"
+                    times = time_calls(fn, repeat, target)
+                row.update(summary(times), times=times)
+                if backend == "reference":
+                    ref = row["median"]
+                row["speedup"] = ref / row["median"] if ref else None
+                if kind == "bytes":
+                    row["rate"] = amount * dtype.itemsize / row["median"] / 1e9
+                    row["unit"] = "GB/s"
                 else:
-                    s = row["speedups"].get(b)
-                    text = f"{s:.2f}" if s is not None else "-"
-                line += text.rjust(cell)
-        lines.append(line)
+                    row["rate"] = amount / row["median"] / 1e9
+                    row["unit"] = "GFLOP/s"
+                if context:
+                    limit = context["copy_gbps"] if kind == "bytes" else context["gemm_gflops"]
+                    row["of_limit"] = row["rate"] / limit
+                yield row
+
+
+STEP_NET = ([784, 512, 256, 10], 128)
+
+
+def train_step(backend, sizes, m, dtype="float32"):
+    """A zero-argument callable: one ``MLP.train_step`` (ReLU hidden, softmax, Adam) in
+    ``backend`` on a fixed random batch of ``m`` rows."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((m, sizes[0])).astype(dtype)
+    y = rng.integers(0, sizes[-1], m)
+    model = nnfast.MLP(sizes, hidden="relu", output="softmax", dtype=dtype, seed=0)
+    opt = nnfast.optim.Adam(lr=1e-3)
+
+    def step():
+        with nnfast.use_backend(backend):
+            model.train_step(X, y, opt)
+    return step
+
+
+def step_gemms(sizes, m, dtype="float32"):
+    """A zero-argument callable running a training step's matrix products alone — z_l = a W_l
+    (forward), dW_l = aᵀ δ_l and δ_{l-1} = δ_l W_lᵀ (backward) — into preallocated arrays:
+    the floor that a whole step can approach."""
+    rng = np.random.default_rng(0)
+    Ws = [rng.standard_normal((k, n)).astype(dtype) for k, n in zip(sizes, sizes[1:])]
+    acts = [rng.standard_normal((m, k)).astype(dtype) for k in sizes]
+    dWs = [np.empty_like(W) for W in Ws]
+
+    def step():
+        for i, W in enumerate(Ws):
+            np.matmul(acts[i], W, out=acts[i + 1])
+        for i in range(len(Ws) - 1, -1, -1):
+            np.matmul(acts[i].T, acts[i + 1], out=dWs[i])
+            if i:
+                np.matmul(acts[i + 1], Ws[i].T, out=acts[i])
+    return step
+
+
+def step_rows(backends, net=STEP_NET, dtype="float32", repeat=5, target=0.02):
+    """Yields one row per implementation of a whole training step: ``gemms`` (its matrix
+    products alone) first, then ``reference``, ``auto`` and each backend; every row carries
+    ``of_gemms`` (its median ÷ the GEMMs' median: 1 would be a free step around the GEMMs)
+    and ``speedup`` (the reference's median ÷ its median)."""
+    sizes, m = net
+    label = "-".join(map(str, sizes)) + f"-b{m}"
+    impls = ["gemms", "reference", "auto"] + [b for b in backends if b != "reference"]
+    gemms = ref = None
+    for impl in impls:
+        fn = step_gemms(sizes, m, dtype) if impl == "gemms" else train_step(impl, sizes, m, dtype)
+        for _ in range(2):   # workspaces, optimizer state, JIT compilation
+            fn()
+        times = time_calls(fn, repeat, target)
+        row = {"kernel": f"step-{label}", "dtype": np.dtype(dtype).name, "backend": impl,
+               **summary(times), "times": times}
+        gemms = gemms or row["median"]
+        if impl == "reference":
+            ref = row["median"]
+        row["of_gemms"] = row["median"] / gemms
+        row["speedup"] = ref / row["median"] if ref else None
+        yield row
+
+
+# --- formatting -----------------------------------------------------------------------------
+
+def sig(x, digits=2):
+    """``x`` to ``digits`` significant figures, without exponent for 1e-3 <= |x| < 1e5:
+    0.0042, 0.42, 4.2, 42, 420, 4200."""
+    if x is None:
+        return "-"
+    if x == 0 or not math.isfinite(x):
+        return str(x)
+    magnitude = math.floor(math.log10(abs(x)))
+    if not -3 <= magnitude < 5:
+        return f"{x:.{digits - 1}e}"
+    decimals = max(digits - 1 - magnitude, 0)
+    return f"{x:.{decimals}f}"
+
+
+def format_seconds(t):
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if t >= scale:
+            return f"{sig(t / scale, 3)}{unit}"
+    return f"{sig(t / 1e-9, 3)}ns"
+
+
+def format_size(n):
+    exponent = int(round(math.log10(n))) if n > 0 else 0
+    return f"1e{exponent}" if 10 ** exponent == n else str(n)
+
+
+def _spread(row):
+    """IQR as a percentage of the median: how noisy this measurement was."""
+    return f"±{sig(100 * row['iqr'] / row['median'])}%" if row["median"] else "-"
+
+
+def format_context(ctx, repeat):
+    blas = "; ".join(f"{p['internal_api']} {p['version'] or ''} ({p['user_api']}, "
+                     f"{p['num_threads']} threads, arch {p['architecture'] or '-'})"
+                     for p in ctx["blas"]) or "none found"
+    g1, ga = ctx["gemm_gflops_1"], ctx["gemm_gflops_all"]
+    c1, ca = ctx["copy_gbps_1"], ctx["copy_gbps_all"]
+    lines = [
+        f"machine (measured in this run; median of {repeat} repeats, ± is the IQR — "
+        "a busy machine shows as a wide spread):",
+        f"  cpu: {ctx['cpu']} (LLVM: {ctx['cpu_llvm']}); SIMD: {' '.join(ctx['simd']) or '-'}",
+        f"  cores usable: {ctx['cores']}; nnfast threads: {ctx['nnfast_threads']}",
+        f"  BLAS: {blas}",
+        f"  {ctx['gemm']} {ctx['gemm_n']}³: 1 thread {sig(g1['median'], 3)} GFLOP/s "
+        f"±{sig(100 * g1['iqr'] / g1['median'])}%, all threads {sig(ga['median'], 3)} GFLOP/s "
+        f"±{sig(100 * ga['iqr'] / ga['median'])}%",
+        f"  copy bandwidth (64 MiB, read + write): 1 thread {sig(c1['median'], 3)} GB/s "
+        f"±{sig(100 * c1['iqr'] / c1['median'])}%"
+        + (f", {ctx['cores']} threads {sig(ca['median'], 3)} GB/s "
+           f"±{sig(100 * ca['iqr'] / ca['median'])}%" if ca else ""),
+    ]
+    lines += [f"  env: {k}={v}" for k, v in ctx["env"].items()]
     return "\n".join(lines)
+
+
+KERNEL_HEADER = (
+    "kernels: median time per call and its spread (±IQR/median); speedup = reference (NumPy)\n"
+    "  median ÷ backend median (> 1: faster than NumPy); rate = minimum bytes moved (each input\n"
+    "  read, each output written once) or GEMM flops per second; 'of limit' = rate ÷ the copy\n"
+    "  bandwidth or all-core GEMM rate above (cache-resident sizes can exceed 100%).")
+KERNEL_COLUMNS = (("kernel", 28, "<"), ("size", 5, ">"), ("backend", 10, "<"),
+                  ("median", 9, ">"), ("spread", 7, ">"), ("speedup", 8, ">"),
+                  ("rate", 14, ">"), ("of limit", 9, ">"))
+
+
+def _line(cells):
+    return " ".join(f"{c:{align}{width}}" for c, (_, width, align)
+                    in zip(cells, KERNEL_COLUMNS)).rstrip()
+
+
+def kernel_header():
+    return KERNEL_HEADER + "\n" + _line([c[0] for c in KERNEL_COLUMNS])
+
+
+def format_kernel_row(row):
+    first = row["backend"] == "reference"
+    name = row["kernel"] if first else ""
+    size = format_size(row["size"]) if first else ""
+    if "skipped" in row:
+        return _line([name, size, row["backend"], "-", "", "", "", ""]) + \
+            f"  ({row['skipped']})"
+    of_limit = row.get("of_limit")
+    return _line([name, size, row["backend"], format_seconds(row["median"]), _spread(row),
+                  sig(row["speedup"]), f"{sig(row['rate'])} {row['unit']}",
+                  f"{sig(100 * of_limit)}%" if of_limit is not None else ""])
+
+
+def step_header(net=STEP_NET, dtype="float32"):
+    sizes, m = net
+    return ("training step (MLP " + "-".join(map(str, sizes)) + f", batch {m}, ReLU, softmax, "
+            f"Adam, {dtype}): median ±IQR; × GEMMs = time ÷ its GEMMs alone; speedup vs "
+            "reference\n" + f"{'implementation':<16}{'median':>9}{'spread':>8}{'× GEMMs':>9}"
+            f"{'speedup':>9}")
+
+
+def format_step_row(row):
+    return (f"{row['backend']:<16}{format_seconds(row['median']):>9}{_spread(row):>8}"
+            f"{sig(row['of_gemms'], 3):>9}{sig(row['speedup']):>9}")

@@ -1,9 +1,10 @@
-"""The ``nnfast`` command: ``demo``, ``bench`` and ``info``.
+"""The ``nnfast`` command: ``demo``, ``bench``, ``report`` and ``info``.
 
 ``main(argv=None)`` parses ``argv`` (default: ``sys.argv[1:]``), runs one command and returns
 its exit code, so tests call it directly and ``[project.scripts]`` points at it.
 """
 import argparse
+import math
 import os
 import platform
 import sys
@@ -28,7 +29,7 @@ def _parser():
     parser = argparse.ArgumentParser(
         prog="nnfast", description="Fast CPU training of multilayer perceptrons.")
     parser.add_argument("--version", action="version", version=f"nnfast {nnfast.__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{demo,bench,info}")
+    sub = parser.add_subparsers(dest="command", metavar="{demo,bench,report,info}")
     sub.required = True
 
     demo = sub.add_parser("demo", help="train an MLP on scikit-learn's digits and report speed")
@@ -37,16 +38,36 @@ def _parser():
     demo.add_argument("--no-compare", action="store_true",
                       help="skip the timing of the NumPy reference backend")
 
-    bench = sub.add_parser("bench", help="speedup table of the kernels against NumPy here")
+    bench = sub.add_parser(
+        "bench", help="this machine's limits, then the kernels and a training step vs NumPy",
+        description="Measures this machine's limits (GEMM GFLOP/s, copy GB/s), then each "
+                    "kernel in each backend against the NumPy reference, then a training step "
+                    "against its GEMMs alone; rows print as they are measured.")
     bench.add_argument("--sizes", type=_sizes, nargs="+", default=None, metavar="N",
                        help="element counts, e.g. 1e3 1e5 1e6 (default: 1e3 1e5 1e6)")
     bench.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     bench.add_argument("--kernels", nargs="+", default=None, metavar="NAME",
-                       help="only these kernels (default: all)")
+                       help="only these kernels (default: all; see --list)")
+    bench.add_argument("--backend", nargs="+", default=None, metavar="NAME",
+                       help="only these compiled backends (the reference is always timed: "
+                            "it is the baseline)")
     bench.add_argument("--repeat", type=int, default=None,
-                       help="timing repeats per measurement; the minimum is kept (default 5)")
+                       help="timing repeats per measurement; median and IQR are reported "
+                            "(default 5, --quick 3)")
     bench.add_argument("--quick", action="store_true",
                        help="small sizes and short timings: a rough table in a few seconds")
+    bench.add_argument("--no-step", action="store_true", help="skip the training-step rows")
+    bench.add_argument("--no-context", action="store_true",
+                       help="skip measuring the machine's GEMM and copy limits")
+    bench.add_argument("--json", action="store_true",
+                       help="print one JSON document (context, kernels, step) instead of text")
+    bench.add_argument("--list", action="store_true",
+                       help="list the kernels and backends, and exit")
+
+    from nnfast import report
+    report.add_arguments(sub.add_parser(
+        "report", help="speedup table, plots and comparison of pytest-benchmark runs",
+        description=report.DESCRIPTION))
 
     sub.add_parser("info", help="backends, threads, BLAS, CPU features, cache location")
     return parser
@@ -70,24 +91,107 @@ def _demo(args):
 
 
 def _bench(args):
-    from nnfast._bench import CASES, DEFAULT_SIZES, QUICK_SIZES, speedup_table
+    import json
 
-    if args.kernels:
-        unknown = [k for k in args.kernels if k not in CASES]
-        if unknown:
-            print(f"nnfast bench: unknown kernels {unknown}; choose from {', '.join(CASES)}",
-                  file=sys.stderr)
+    from nnfast import _bench as bench
+
+    backends = bench.compiled_backends()
+    if args.list:
+        print("backends: reference (the baseline), " + ", ".join(backends))
+        print("kernels (shape timed for n elements; work per call):")
+        for name, case in bench.CASES.items():
+            shape = case.shape(10**6)
+            kind, amount = case.work(shape)
+            what = (f"{amount // math.prod(shape)} arrays moved" if kind == "bytes"
+                    else f"{amount // (2 * math.prod(shape))} GEMM(s)")
+            print(f"  {name:<30} 1e6 -> {tuple(shape)}; {what}")
+        return 0
+    unknown = [k for k in args.kernels or () if k not in bench.CASES]
+    if unknown:
+        print(f"nnfast bench: unknown kernels {unknown}; choose from {', '.join(bench.CASES)}",
+              file=sys.stderr)
+        return 2
+    if args.backend:
+        bad = [b for b in args.backend if b not in backends]
+        if bad:
+            print(f"nnfast bench: backends {bad} not available; choose from "
+                  f"{', '.join(backends)}", file=sys.stderr)
             return 2
-    sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
+        backends = [b for b in backends if b in args.backend]
+    sizes = args.sizes or (bench.QUICK_SIZES if args.quick else bench.DEFAULT_SIZES)
     repeat = args.repeat or (3 if args.quick else 5)
     if repeat < 1:
         print("nnfast bench: --repeat must be >= 1", file=sys.stderr)
         return 2
-    target = 0.002 if args.quick else 0.02
-    _, text = speedup_table(sizes=sizes, repeat=repeat, kernels=args.kernels,
-                            dtype=args.dtype, target=target)
-    print(text)
+    target = 0.001 if args.quick else 0.005
+    kernels = args.kernels or list(bench.CASES)
+    emit = _Emitter(quiet=args.json,
+                    total=len(kernels) * len(sizes) * (1 + len(backends))
+                    + (0 if args.no_step else 2 + len(backends) + 1))
+    report = {"nnfast": nnfast.__version__, "numpy": _numpy_version(), "dtype": args.dtype,
+              "repeat": repeat, "backends": ["reference"] + backends}
+    emit.line(f"nnfast bench: nnfast {report['nnfast']}, NumPy {report['numpy']}, "
+              f"{args.dtype}, backends {', '.join(report['backends'])}")
+    context = None
+    if not args.no_context:
+        emit.status("measuring GEMM and copy limits")
+        context = bench.machine_context(args.dtype, repeat)
+        report["context"] = context
+        emit.line(bench.format_context(context, repeat))
+    emit.line("")
+    emit.line(bench.kernel_header())
+    report["kernels"] = []
+    for row in bench.kernel_rows(kernels, sizes, backends, args.dtype, repeat, target, context):
+        report["kernels"].append(row)
+        emit.line(bench.format_kernel_row(row), step=True)
+    if not args.no_step:
+        emit.line("")
+        emit.line(bench.step_header(dtype=args.dtype))
+        report["step"] = []
+        for row in bench.step_rows(backends, dtype=args.dtype, repeat=repeat,
+                                   target=4 * target):
+            report["step"].append(row)
+            emit.line(bench.format_step_row(row), step=True)
+    emit.close()
+    if args.json:
+        print(json.dumps(report, indent=1))
     return 0
+
+
+def _numpy_version():
+    import numpy as np
+    return np.__version__
+
+
+class _Emitter:
+    """Prints each row as soon as it is measured (flushed); on a terminal, a tqdm progress bar
+    on stderr counts the measurements (plain lines only, when stderr is a log). ``quiet``
+    (``--json``): no lines, only the bar."""
+
+    def __init__(self, quiet, total):
+        self.quiet = quiet
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, unit="meas", leave=False, file=sys.stderr)
+
+    def status(self, text):
+        if self.bar is not None:
+            self.bar.set_description_str(text)
+
+    def line(self, text, step=False):
+        if not self.quiet:
+            if self.bar is not None:
+                self.bar.write(text, file=sys.stdout)
+            else:
+                print(text, flush=True)
+        if step and self.bar is not None:
+            self.bar.set_description_str("")
+            self.bar.update()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def cpu_features():
@@ -183,7 +287,12 @@ def _info(args):
     return 0
 
 
-_COMMANDS = {"demo": _demo, "bench": _bench, "info": _info}
+def _report(args):
+    from nnfast import report
+    return report.run(args)
+
+
+_COMMANDS = {"demo": _demo, "bench": _bench, "report": _report, "info": _info}
 
 
 def main(argv=None):

@@ -1,0 +1,280 @@
+"""Reports over pytest-benchmark runs of ``bench/`` (``--benchmark-json`` files).
+
+    python -m pytest bench --benchmark-only --benchmark-enable --benchmark-json=run.json
+    nnfast report run.json                       # Markdown: speedup over NumPy per group
+    nnfast report run.json --plots plots/        # + one PNG per kernel family: speedup vs size
+    nnfast report new.json --baseline old.json   # + regressions beyond the runs' own noise
+
+(``python -m nnfast.report`` is the same command.) Every benchmark of ``bench/`` records its
+implementation in ``extra_info["backend"]`` and shares its group (``kernel-dtype-size``) with
+its baseline: the plain NumPy expression ``numpy`` where the group has one, else the NumPy
+``reference`` backend. A speedup is the baseline's median time ÷ the implementation's median.
+
+A comparison of two runs takes each benchmark's median in both, and its noise from the runs'
+own spread: the larger of the two interquartile ranges. A change is flagged as a regression
+(or an improvement) only when it exceeds ``threshold`` × that noise *and* ``min_change`` of the
+old median, so a run on a busy machine — wide IQRs — flags less rather than more.
+
+Plots need matplotlib (``pip install "nnfast[plot]"``).
+"""
+import argparse
+import json
+import math
+import os
+import sys
+from typing import NamedTuple
+
+BASELINES = ("numpy", "reference")
+DTYPES = ("float32", "float64")
+
+
+class Record(NamedTuple):
+    group: str
+    impl: str
+    median: float
+    iqr: float
+    min: float
+    rounds: int
+
+
+def load(path):
+    """The benchmarks of a ``--benchmark-json`` file as ``Record`` s."""
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    return [Record(b["group"] or b["name"], b.get("extra_info", {}).get("backend", b["name"]),
+                   b["stats"]["median"], b["stats"]["iqr"], b["stats"]["min"],
+                   b["stats"]["rounds"])
+            for b in data["benchmarks"]]
+
+
+def split_group(group):
+    """``"adam-float32-1e6"`` -> ``("adam", "float32", "1e6")``; ``"softmax-float64-1024x10"``
+    -> ``("softmax", "float64", "1024x10")``; a group without a dtype -> ``(group, "", "")``."""
+    parts = group.split("-")
+    for i, part in enumerate(parts):
+        if part in DTYPES:
+            return "-".join(parts[:i]), part, "-".join(parts[i + 1:])
+    return group, "", ""
+
+
+def size_value(size):
+    """Elements of a size label: ``"1e6"`` -> 1e6, ``"1024x10"`` -> 10240; None if not one."""
+    try:
+        return math.prod(float(p) for p in size.split("x")) if size else None
+    except ValueError:
+        return None
+
+
+def speedups(records):
+    """``{group: (baseline impl, baseline Record, {impl: speedup})}`` for every group that has
+    a baseline, ordered by family, dtype, then size; speedup = baseline median ÷ impl median."""
+    groups = {}
+    for r in records:
+        groups.setdefault(r.group, {})[r.impl] = r
+    table = {}
+    for group in sorted(groups, key=_group_key):
+        impls = groups[group]
+        base = next((b for b in BASELINES if b in impls), None)
+        if base is None:
+            continue
+        table[group] = (base, impls[base], {i: impls[base].median / r.median
+                                            for i, r in impls.items()
+                                            if i != base and r.median > 0})
+    return table
+
+
+def _group_key(group):
+    family, dtype, size = split_group(group)
+    return (family, dtype, size_value(size) or 0.0, size)
+
+
+def _columns(table):
+    order = {"numba": 0, "cython": 1, "auto": 2, "reference": 3}
+    columns = []
+    for _, _, ratios in table.values():
+        columns += [i for i in ratios if i not in columns]
+    return sorted(columns, key=lambda c: (order.get(c, 4), c))
+
+
+def sig(x, digits=2):
+    """Significant figures, never "0.00": 0.0042, 0.42, 4.2, 42, 420."""
+    from nnfast._bench import sig as _sig
+    return _sig(x, digits)
+
+
+def _seconds(t):
+    from nnfast._bench import format_seconds
+    return format_seconds(t)
+
+
+def markdown_table(records):
+    """Markdown: one row per group, the baseline's median time and ± IQR (% of median), then
+    the speedup of each implementation (× over the baseline; > 1 is faster)."""
+    table = speedups(records)
+    columns = _columns(table)
+    lines = ["| group | baseline | baseline median ± IQR | " + " | ".join(columns) + " |",
+             "|---|---|---|" + "---|" * len(columns)]
+    for group, (base, rec, ratios) in table.items():
+        spread = f"±{sig(100 * rec.iqr / rec.median)}%" if rec.median else ""
+        cells = [f"{sig(ratios[c])}×" if c in ratios else "–" for c in columns]
+        lines.append(f"| {group} | {base} | {_seconds(rec.median)} {spread} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_data(records):
+    """``{family-dtype: {impl: ([sizes], [speedups])}}`` for the groups with a numeric size,
+    sizes ascending — what ``speedup_figures`` draws."""
+    data = {}
+    for group, (_, _, ratios) in speedups(records).items():
+        family, dtype, size = split_group(group)
+        x = size_value(size)
+        if x is None:
+            continue
+        series = data.setdefault(f"{family}-{dtype}", {})
+        for impl, ratio in ratios.items():
+            xs, ys = series.setdefault(impl, ([], []))
+            xs.append(x)
+            ys.append(ratio)
+    for series in data.values():
+        for impl, (xs, ys) in series.items():
+            order = sorted(range(len(xs)), key=xs.__getitem__)
+            series[impl] = ([xs[i] for i in order], [ys[i] for i in order])
+    return data
+
+
+def speedup_figures(records):
+    """One matplotlib Figure per kernel family and dtype: speedup over NumPy against size (log
+    axes), a line per implementation, the 1× line dashed. ``{name: Figure}``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = {}
+    for name, series in plot_data(records).items():
+        fig, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
+        for impl, (xs, ys) in sorted(series.items()):
+            ax.plot(xs, ys, marker="o", label=impl)
+        ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("size (elements)")
+        ax.set_ylabel("speedup over NumPy (×)")
+        ax.set_title(name)
+        ax.legend(fontsize="small")
+        figures[name] = fig
+    return figures
+
+
+def save_plots(records, directory):
+    """Write ``speedup-<family>-<dtype>.png`` per family into ``directory``; returns paths."""
+    import matplotlib.pyplot as plt
+
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for name, fig in speedup_figures(records).items():
+        path = os.path.join(directory, f"speedup-{name}.png")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+class Change(NamedTuple):
+    group: str
+    impl: str
+    old: float
+    new: float
+    noise: float      # the larger IQR of the two runs, seconds
+    verdict: str      # "regression", "faster" or "within noise"
+
+    @property
+    def change(self):
+        return self.new / self.old - 1.0
+
+
+def compare(old_records, new_records, threshold=2.0, min_change=0.05):
+    """Changes of each benchmark present in both runs, by group and implementation."""
+    old = {(r.group, r.impl): r for r in old_records}
+    changes = []
+    for r in sorted(new_records, key=lambda r: (_group_key(r.group), r.impl)):
+        before = old.get((r.group, r.impl))
+        if before is None:
+            continue
+        noise = max(before.iqr, r.iqr)
+        delta = r.median - before.median
+        beyond = abs(delta) > threshold * noise and abs(delta) > min_change * before.median
+        verdict = ("regression" if delta > 0 else "faster") if beyond else "within noise"
+        changes.append(Change(r.group, r.impl, before.median, r.median, noise, verdict))
+    return changes
+
+
+def markdown_comparison(changes, threshold=2.0, min_change=0.05):
+    lines = [f"Regression: slower by more than {sig(threshold)} × the larger IQR of the two runs "
+             f"and more than {sig(100 * min_change)}%.", "",
+             "| group | impl | old median | new median | change | noise (IQR) | verdict |",
+             "|---|---|---|---|---|---|---|"]
+    for c in changes:
+        mark = "**regression**" if c.verdict == "regression" else c.verdict
+        lines.append(f"| {c.group} | {c.impl} | {_seconds(c.old)} | {_seconds(c.new)} | "
+                     f"{c.change:+.1%} | ±{sig(100 * c.noise / c.old)}% | {mark} |")
+    n = sum(c.verdict == "regression" for c in changes)
+    lines += ["", f"{n} regression(s) beyond the noise in {len(changes)} benchmarks."]
+    return "\n".join(lines)
+
+
+def add_arguments(p):
+    """The command's arguments, on ``p`` (shared by ``nnfast report`` and ``python -m``)."""
+    p.add_argument("run", help="a pytest-benchmark --benchmark-json file")
+    p.add_argument("--plots", metavar="DIR", help="write speedup-vs-size PNGs here "
+                                                  "(needs matplotlib: nnfast[plot])")
+    p.add_argument("--baseline", metavar="OLD.json",
+                   help="an earlier run: compare and flag regressions beyond the noise")
+    p.add_argument("--threshold", type=float, default=2.0,
+                   help="a regression exceeds this many IQRs (default 2)")
+    p.add_argument("--min-change", type=float, default=0.05,
+                   help="... and this fraction of the old median (default 0.05)")
+    p.add_argument("--fail-on-regression", action="store_true",
+                   help="exit with status 1 if the comparison flags a regression")
+    return p
+
+
+DESCRIPTION = ("Markdown speedup table, speedup-vs-size plots and a noise-aware comparison of "
+               "pytest-benchmark --benchmark-json runs of bench/.")
+
+
+def run(args):
+    records = load(args.run)
+    print(f"## Speedup over NumPy: {args.run}\n")
+    print("Median time of each benchmark; speedup = baseline median ÷ implementation median "
+          "(> 1: faster than NumPy).\n")
+    print(markdown_table(records))
+    if args.plots:
+        try:
+            paths = save_plots(records, args.plots)
+        except ImportError as exc:
+            print(f"nnfast report: plots need matplotlib (pip install 'nnfast[plot]'): {exc}",
+                  file=sys.stderr)
+            return 1
+        print(f"\n{len(paths)} plot(s) in {args.plots}: "
+              + ", ".join(os.path.basename(p) for p in paths))
+    if args.baseline:
+        changes = compare(load(args.baseline), records, args.threshold, args.min_change)
+        print(f"\n## {args.run} against {args.baseline}\n")
+        print(markdown_comparison(changes, args.threshold, args.min_change))
+        if args.fail_on_regression and any(c.verdict == "regression" for c in changes):
+            return 1
+    return 0
+
+
+def main(argv=None):
+    try:
+        p = argparse.ArgumentParser(prog="python -m nnfast.report", description=DESCRIPTION)
+        args = add_arguments(p).parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
