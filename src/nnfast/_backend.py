@@ -178,6 +178,10 @@ def kernel_in(backend, module, name):
     return fn
 
 
+#: Upper bound of ``set_num_threads`` (the Cython kernels pass it to OpenMP as a C int).
+MAX_THREADS = 4096
+
+
 def set_num_threads(n):
     """Bound the threads of nnfast's kernels and of BLAS to ``n`` (>= 1).
 
@@ -189,14 +193,14 @@ def set_num_threads(n):
     from ._validate import integer
 
     global _num_threads
-    n = integer(n, "n", low=1)
-    _num_threads = n
+    n = integer(n, "n", low=1, high=MAX_THREADS)     # checked before anything is changed
     for backend in ("numba", "cython"):
         if backend in backends():
             importlib.import_module(_PACKAGES[backend]).set_num_threads(n)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n, user_api="blas")
+    _num_threads = n
     return n
 
 

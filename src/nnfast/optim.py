@@ -99,7 +99,8 @@ class Optimizer:
         reference backend, timeit).
         Hyperparameters other than ``lr`` are taken as validated by the constructor."""
         trusted = self._trusted
-        if trusted is None or trusted[0] is not param or trusted[1] is not grad:
+        if (trusted is None or trusted[0] is not param or trusted[1] is not grad
+                or not param.flags.writeable):     # made read-only since: validate again
             self.step(param, grad)
             if param.ndim == 1:
                 self._trusted = (param, grad, self._state[(0, param.shape, param.dtype.str)])
