@@ -7,7 +7,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import close, make_rng
+from conftest import close, make_rng, require_backend
 
 import nnfast
 
@@ -470,6 +470,9 @@ def test_bad_input_raises_and_leaves_model_unchanged(label, call, exc, match):
     ({"layer_sizes": [5, 0, 3]}, ValueError, "layer_sizes\\[1\\]"),
     ({"layer_sizes": "5,3"}, TypeError, "layer_sizes"),
     ({"layer_sizes": [5, 1]}, ValueError, "softmax"),
+    ({"layer_sizes": [6, 10**30, 3]}, ValueError, "^layer_sizes .* parameters.*memory"),
+    ({"layer_sizes": [6, 10**400, 3]}, ValueError, "^layer_sizes .* parameters.*memory"),
+    ({"layer_sizes": [10**6, 10**6]}, ValueError, "^layer_sizes .* parameters.*memory"),
 ])
 def test_bad_constructor_arguments(kwargs, exc, match):
     args = {"layer_sizes": [5, 4, 3], **kwargs}
@@ -489,3 +492,26 @@ def test_bad_targets_for_sigmoid_and_identity():
     with pytest.raises(ValueError, match="outputs"):
         reg.loss(X, np.zeros((13, 2)))
 
+
+
+@pytest.mark.parametrize("backend", ["reference", "numba", "cython"])
+@pytest.mark.parametrize("buffer", ["flat_params", "flat_buffers"])
+def test_training_a_read_only_model_names_the_buffer(backend, buffer):
+    """Made read-only after a first step (the optimizer's fast path is then primed)."""
+    require_backend(backend)
+    X, y = problem("softmax", m=8, sizes=(5, 4, 3), dtype=np.float32)
+    net = nnfast.MLP([5, 4, 3], batchnorm=buffer == "flat_buffers", seed=0)
+    opt = nnfast.optim.Adam()
+    with nnfast.use_backend(backend):
+        net.train_step(X, y, opt)
+        getattr(net, buffer).flags.writeable = False
+        before = net.flat_params.copy()
+        for call in (lambda: net.train_step(X, y, opt),
+                     lambda: net.fit(X, y, epochs=1, progress=False)):
+            with pytest.raises(ValueError, match=f"^the model's {buffer} is read-only"):
+                call()
+        np.testing.assert_array_equal(net.flat_params, before)
+        # the optimizer alone, on the buffer it has seen before
+        if buffer == "flat_params":
+            with pytest.raises(ValueError, match="read-only"):
+                opt.step_flat(net.flat_params, net.flat_grads)
