@@ -379,3 +379,49 @@ def test_tampered_batchnorm_cache(tamper, backend, dtype, m, n):
     expected = reference(nnfast.batchnorm_backward, dout, cache)
     for g, e in zip(got, expected):
         close(g, e, dtype, f"{tamper}, backend {backend}, dtype {dtype}", scale=m)
+
+
+# --- extreme values through the optimizers and batch norm -------------------------------------
+
+GRAD_VALUES = [0.0, -0.0, 1e-30, -1e-30, 0.5, -2.0, 1e19, -1e19, 1e30, -1e30, np.inf, -np.inf]
+STATE_VALUES = [0.0, 1e-30, 1.0, 1e30, np.inf]
+EPS_VALUES = [0.0, 1e-8, 1e30, 1e300]
+
+
+@pytest.mark.parametrize("kernel", ["adam seed", "adam torch", "rmsprop seed", "rmsprop torch"])
+@given(grad=st.lists(st.sampled_from(GRAD_VALUES), min_size=1, max_size=40),
+       state=st.sampled_from(STATE_VALUES), eps=st.sampled_from(EPS_VALUES))
+def test_optimizer_extremes(kernel, backend, dtype, grad, state, eps):
+    """Every backend gives the reference's answer (NaN where it gives NaN) on gradients up to
+    ±inf, second moments up to inf and eps up to 1e300 (inf in float32)."""
+    name, style = kernel.split()
+    g = np.array(grad, dtype)
+    arrays = [np.ones_like(g), np.full_like(g, 0.1), np.full_like(g, state)]
+
+    def call(p, m, v):
+        with np.errstate(all="ignore"):
+            if name == "adam":
+                nnfast.adam_update(p, g, m, v, 3, 0.1, eps=eps, style=style)
+            else:
+                nnfast.rmsprop_update(p, g, v, 0.1, eps=eps, style=style)
+        return p, m, v
+
+    got = call(*[a.copy() for a in arrays])
+    expected = reference(call, *[a.copy() for a in arrays])
+    for label, x, e in zip(("param", "m", "v"), got, expected):
+        close(x, e, dtype, f"{kernel}, backend {backend}, dtype {dtype}: {label}, grad {grad}, "
+                           f"state {state}, eps {eps}", equal_nan=True)
+
+
+@given(var=st.lists(st.sampled_from(STATE_VALUES), min_size=1, max_size=20),
+       eps=st.sampled_from([1e-5, 1e30, 1e300]))
+def test_batchnorm_inference_extremes(backend, dtype, var, eps):
+    n = len(var)
+    z = np.linspace(-3, 3, 4 * n).reshape(4, n).astype(dtype)
+    args = (z, np.full(n, 2.0, dtype), np.full(n, 0.5, dtype), np.zeros(n, dtype),
+            np.array(var, dtype))
+    with np.errstate(all="ignore"):
+        got = nnfast.batchnorm_forward(*args, eps=eps, training=False)[0]
+        expected = reference(nnfast.batchnorm_forward, *args, eps=eps, training=False)[0]
+    close(got, expected, dtype, f"backend {backend}, dtype {dtype}, var {var}, eps {eps}",
+          equal_nan=True)
