@@ -51,11 +51,13 @@ _CONFIG_KEYS = ("layer_sizes", "hidden", "output", "batchnorm", "l2", "init", "d
 class History:
     """What ``MLP.fit`` did: per-epoch ``train_loss`` (mean mini-batch objective, L2 included),
     ``val_loss`` (on ``validation_data``, inference mode; empty without it), ``lr`` per epoch,
-    ``epochs`` run, ``stopped`` ("max_epochs" or "no_improvement") and wall ``time`` in seconds."""
+    ``epochs`` run, ``stopped`` ("max_epochs" or "no_improvement"), ``best_epoch`` (1-based, the
+    epoch of the lowest monitored loss; after an early stop the model holds its weights) and
+    wall ``time`` in seconds."""
 
     def __init__(self):
         self.train_loss, self.val_loss, self.lr = [], [], []
-        self.epochs, self.stopped, self.time = 0, "max_epochs", 0.0
+        self.epochs, self.stopped, self.time, self.best_epoch = 0, "max_epochs", 0.0, None
 
     def __repr__(self):
         last = f", train_loss[-1]={self.train_loss[-1]:.6g}" if self.train_loss else ""
@@ -180,6 +182,27 @@ def _counts(sizes, batchnorm):
     n_weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
     hidden = sum(sizes[1:-1]) if batchnorm else 0
     return n_weights + sum(sizes[1:]) + hidden, 2 * hidden
+
+
+_FIT_OPTIONS = ("optimizer", "lr", "epochs", "batch_size", "decay_rate", "validation_data",
+                "tol", "patience", "shuffle", "seed", "progress")
+
+
+def _check_optimizer_options(optimizer, options):
+    """TypeError naming ``fit`` and what it accepts, for options the named optimizer lacks."""
+    import inspect
+
+    cls = _optim._NAMES.get(optimizer.lower()) if isinstance(optimizer, str) else None
+    if cls is None or not options:
+        return          # an unknown name is reported by optim.make
+    accepted = [p for p in inspect.signature(cls).parameters if p != "lr"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        hint = (" (momentum: use optimizer='momentum' with beta=0.9)"
+                if optimizer.lower() == "sgd" and "momentum" in unknown else "")
+        raise TypeError(f"fit() got unexpected keyword argument(s) {unknown}{hint}; fit takes "
+                        f"{', '.join(_FIT_OPTIONS)} and the options of optimizer={optimizer!r}: "
+                        f"{', '.join(accepted) or 'none'}")
 
 
 def _physical_memory():
@@ -686,9 +709,15 @@ class MLP:
         over). lr: α0 (default 1e-3, or the instance's ``lr``); each epoch uses the seed's decay
         ``α = α0 / (1 + decay_rate · epoch)``, epoch counted from 0. batch_size: default
         ``min(200, n_samples)``. validation_data: ``(X_val, y_val)``, scored after every epoch.
-        Stops early when the monitored loss (validation if given, else training) has not
-        improved by ``tol`` for ``patience`` epochs in a row (``tol=None`` never stops early).
-        seed: shuffling; progress: a tqdm bar per epoch (``False`` silences it).
+        Early stopping is on by default, as in scikit-learn's MLPClassifier: training stops
+        when the monitored loss (validation if given, else training) has not improved by
+        ``tol`` for ``patience`` epochs in a row, and the model then gets back the weights of
+        its best epoch (``History.best_epoch``); ``tol=None`` always runs ``epochs`` epochs and
+        keeps the last weights. seed: shuffling; progress: a tqdm bar over the epochs on a
+        terminal (``False`` silences it; nothing is written when stderr is not a terminal, so
+        logs stay clean). Other keyword arguments are options of the optimizer named by
+        ``optimizer``; an unknown one is a TypeError listing what ``fit`` and that optimizer
+        accept.
         A non-finite loss raises FloatingPointError naming the epoch, after restoring the
         weights of the last finished epoch. Bad arguments raise before anything changes.
         """
@@ -727,6 +756,7 @@ class MLP:
             opt = optimizer
             lr0 = opt.lr if lr is None else lr
         else:
+            _check_optimizer_options(optimizer, optimizer_kwargs)
             opt = _optim.make(optimizer, 1e-3 if lr is None else lr, **optimizer_kwargs)
             lr0 = opt.lr
         with _serial_kernels():
@@ -743,8 +773,11 @@ class MLP:
         history = History()
         good_params, good_buffers = self.flat_params.copy(), self.flat_buffers.copy()
         best, stale = math.inf, 0
+        lowest, best_params, best_buffers = math.inf, None, None
         start_time = time.perf_counter()
-        bar = tqdm(range(epochs), desc="fit", unit="epoch", disable=not progress, leave=False)
+        # disable=None: tqdm writes only to a terminal (a log file would get \r-joined fragments)
+        bar = tqdm(range(epochs), desc="fit", unit="epoch", disable=None if progress else True,
+                   leave=True)
         try:
             for epoch in bar:
                 opt.lr = lr0 / (1.0 + decay_rate * epoch)
@@ -786,6 +819,15 @@ class MLP:
                         f"to the end of epoch {epoch} (lower the learning rate)")
                 np.copyto(good_params, self.flat_params)
                 np.copyto(good_buffers, self.flat_buffers)
+                if monitored < lowest:
+                    lowest, history.best_epoch = monitored, epoch + 1
+                    if tol is not None and epoch + 1 < epochs:   # weights to go back to
+                        if best_params is None:
+                            best_params = self.flat_params.copy()
+                            best_buffers = self.flat_buffers.copy()
+                        else:
+                            np.copyto(best_params, self.flat_params)
+                            np.copyto(best_buffers, self.flat_buffers)
                 if tol is not None:
                     if monitored < best - tol:
                         best, stale = monitored, 0
@@ -793,6 +835,8 @@ class MLP:
                         best, stale = min(best, monitored), stale + 1
                         if stale >= patience:
                             history.stopped = "no_improvement"
+                            np.copyto(self.flat_params, best_params)
+                            np.copyto(self.flat_buffers, best_buffers)
                             break
         finally:
             bar.close()
