@@ -146,12 +146,17 @@ def test_env_var_is_overridden_by_use_backend():
 
 
 @pytest.mark.parametrize("n,exc", [(0, ValueError), (-2, ValueError), (1.5, TypeError),
-                                   (True, TypeError), ("2", TypeError), (None, TypeError)])
+                                   (True, TypeError), ("2", TypeError), (None, TypeError),
+                                   (2**31, ValueError), (10**400, ValueError),
+                                   (np.int64(2**40), ValueError)])
 def test_set_num_threads_rejects_bad_values(n, exc):
     before = nnfast.get_num_threads()
     with pytest.raises(exc, match="n must be"):
         nnfast.set_num_threads(n)
     assert nnfast.get_num_threads() == before
+    for name in nnfast.backends():      # a rejected value breaks no later call
+        with nnfast.use_backend(name):
+            np.testing.assert_array_equal(nnfast.relu(np.array([-1.0, 2.0])), [0.0, 2.0])
 
 
 def test_set_num_threads_in_a_fresh_process():

@@ -246,6 +246,18 @@ def _():
     return (lambda: nnfast.mean_squared_error(p, p.copy())), [p]
 
 
+@case("l2_penalty of None", TypeError, "^weights must be an array or a list")
+def _():
+    return (lambda: nnfast.l2_penalty(None, 0.1, 10)), []
+
+
+@case("batchnorm_forward training is an array", TypeError, "^training must be a bool")
+def _():
+    z, g, b, rm, rv = _bn()
+    return (lambda: nnfast.batchnorm_forward(z, g, b, rm, rv, training=np.array([1, 0]))), \
+        [z, g, b, rm, rv]
+
+
 @case("l2_penalty negative lam", ValueError, "^lam must be >= 0")
 def _():
     w = _a(3, 3)
@@ -332,7 +344,7 @@ def _():
     return (lambda: nnfast.dense_forward(a, W, None, "relu", z_out=W)), [a, W]
 
 
-@case("dense_forward z_out is out", ValueError, "^z_out and out must be different")
+@case("dense_forward z_out is out", ValueError, "^z_out shares memory with out")
 def _():
     a, W, out = _a(2, 3), _a(3, 4), _a(2, 4)
     return (lambda: nnfast.dense_forward(a, W, None, "relu", out=out, z_out=out)), [a, W, out]
@@ -380,7 +392,8 @@ def _():
     return (lambda: nnfast.dense_backward(d, a, W, dW_out=dW, db_out=db)), [d, a, W, dW, db]
 
 
-@case("dense_backward dW_out and dprev_out overlap", ValueError, "^dW_out and dprev_out share")
+@case("dense_backward dW_out and dprev_out overlap", ValueError,
+      "^dW_out shares memory with dprev_out")
 def _():
     d, a, W, buf, db = _a(5, 4), _a(5, 3), _a(3, 4), _a(40), _a(4)
     return (lambda: nnfast.dense_backward(d, a, W, dW_out=buf[:12].reshape(3, 4), db_out=db,
@@ -422,7 +435,7 @@ def _():
 
 
 @case("batchnorm_forward running stats are one array", ValueError,
-      "^running_mean and running_var share memory")
+      "^running_mean shares memory with running_var")
 def _():
     z, g, b, rm, _ = _bn()
     return (lambda: nnfast.batchnorm_forward(z, g, b, rm, rm)), [z, g, b, rm]
@@ -468,7 +481,7 @@ def _():
     return (lambda: nnfast.batchnorm_forward(z, g, b, rm, rv, eps=0.0)), [z, g, b, rm, rv]
 
 
-@case("batchnorm_forward out is z in training", ValueError, "^out must not share memory with z")
+@case("batchnorm_forward out is z in training", ValueError, "^out shares memory with z")
 def _():
     z, g, b, rm, rv = _bn()
     return (lambda: nnfast.batchnorm_forward(z, g, b, rm, rv, out=z)), [z, g, b, rm, rv]
@@ -508,7 +521,7 @@ def _():
     return (lambda: nnfast.batchnorm_backward(d, cache)), [d, cache.xhat]
 
 
-@case("batchnorm_backward out overlaps dout", ValueError, "^out must be dout itself")
+@case("batchnorm_backward out overlaps dout", ValueError, "^out shares memory with dout")
 def _():
     cache, buf = _bn_cache(), _a(5, 3)
     return (lambda: nnfast.batchnorm_backward(buf[:4], cache, out=buf[1:])), [buf, cache.xhat]
@@ -612,7 +625,7 @@ def _():
     return (lambda: nnfast.momentum_update(p, g, buf[::2], 0.1)), [p, g, buf]
 
 
-@case("momentum_update velocity is param", ValueError, "^param and velocity share memory")
+@case("momentum_update velocity is param", ValueError, "^param shares memory with velocity")
 def _():
     p, g = _p()
     return (lambda: nnfast.momentum_update(p, g, p, 0.1)), [p, g]
@@ -738,7 +751,7 @@ def _():
     return (lambda: nnfast.adam_update(p, g, m, v, 1, 0.01)), [p, g, m, v]
 
 
-@case("adam_update m and v overlap", ValueError, "^m and v share memory")
+@case("adam_update m and v overlap", ValueError, "^m shares memory with v")
 def _():
     p, g = _p()
     buf = np.ones(9)
@@ -779,11 +792,56 @@ def _():
 
 
 @case("momentum_update list: second velocity is the first param", ValueError,
-      "share memory")
+      "shares memory")
 def _():
     ps, gs = [_a(3), _a(3)], [_a(3), _a(3)]
     vs = [np.zeros(3), ps[0]]
     return (lambda: nnfast.momentum_update(ps, gs, vs, 0.1)), [*ps, *gs, vs[0]]
+
+
+@case("sgd_update grad overlaps param (buf[1:], buf[:-1])", ValueError,
+      r"^param shares memory with grad")
+def _():
+    buf = _a(7)
+    return (lambda: nnfast.sgd_update(buf[1:], buf[:-1], 0.1)), [buf]
+
+
+@case("adam_update list: grad[1] is param[0]", ValueError,
+      r"^param\[0\] shares memory with grad\[1\]")
+def _():
+    ps = [_a(4), _a(4)]
+    gs = [_a(4), ps[0]]
+    ms, vs = [np.zeros(4), np.zeros(4)], [np.ones(4), np.ones(4)]
+    return (lambda: nnfast.adam_update(ps, gs, ms, vs, 1, 0.1)), [*ps, *ms, *vs]
+
+
+@case("sigmoid out is an np.matrix", TypeError, "^out must be a plain numpy.ndarray")
+def _():
+    x, out = _a(3, 4), np.zeros((3, 4)).view(np.matrix)
+    return (lambda: nnfast.sigmoid(x, out=out)), [x, out]
+
+
+@case("sgd_update param is a masked array", TypeError, "^param must be a plain numpy.ndarray")
+def _():
+    p, g = np.ma.masked_array(_a(4), mask=[1, 0, 0, 1]), _a(4)
+    return (lambda: nnfast.sgd_update(p, g, 0.1)), [p.data, g]
+
+
+@case("sigmoid of a masked array", TypeError, "^x is a masked array")
+def _():
+    x = np.ma.masked_array(_a(4), mask=[1, 0, 0, 1])
+    return (lambda: nnfast.sigmoid(x)), [x.data]
+
+
+@case("batchnorm_forward inference out overlaps gamma", ValueError,
+      "^out shares memory with gamma")
+def _():
+    z, g, b, rm, rv = _bn()
+    buf = np.zeros(4 * 3 + 3)
+    out, g2 = buf[:12].reshape(4, 3), buf[9:12]
+    g2[...] = g
+    return (lambda: nnfast.batchnorm_forward(z, g2, b, rm, rv, training=False, out=out)), \
+        [z, buf, b, rm, rv]
 
 
 @case("inverse_time_decay negative decay_rate", ValueError, "^decay_rate must be >= 0")

@@ -167,3 +167,26 @@ def test_demo_end_to_end(capsys):
     assert main(["demo", "--epochs", "1", "--no-progress", "--no-compare"]) == 0
     out = capsys.readouterr().out
     assert "digits" in out and "accuracy" in out
+
+
+def test_bad_backend_variable_is_one_line_not_a_traceback():
+    r = subprocess.run([sys.executable, "-m", "nnfast", "info"], capture_output=True, text=True,
+                       env=dict(__import__("os").environ, NNFAST_BACKEND="bogus"), timeout=120)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert r.stderr.startswith("nnfast: error: NNFAST_BACKEND: unknown backend 'bogus'")
+
+
+def test_info_into_a_closed_pipe_is_quiet():
+    """``nnfast info | head -2``: the reader has closed the pipe before nnfast writes."""
+    code = ("import subprocess, sys\n"
+            "p = subprocess.Popen([sys.executable, '-m', 'nnfast', 'info'], "
+            "stdout=subprocess.PIPE, stderr=subprocess.PIPE)\n"
+            "p.stdout.close()\n"
+            "err = p.stderr.read().decode(); p.wait()\n"
+            "print(p.returncode); print(err)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "Traceback" not in r.stdout and "BrokenPipe" not in r.stdout, r.stdout
+    assert lines[0] in ("0", "141"), r.stdout

@@ -42,6 +42,31 @@ def test_params_restored_bit_for_bit_and_zero_gradient():
         np.testing.assert_array_equal(b, p)
 
 
+@pytest.mark.parametrize("fails_at", [0, 1, 5, 6])
+@pytest.mark.parametrize("how", ["raises", "returns None", "returns a string"])
+def test_params_restored_when_loss_fn_fails(fails_at, how):
+    """A loss_fn that raises (or returns no number) on its k-th call: the error propagates
+    (TypeError naming loss_fn for a non-number) and every parameter is as it was."""
+    rng = make_rng("restore on error")
+    params = [rng.standard_normal((2, 2)), rng.standard_normal(3).astype(np.float32)]
+    before = [p.copy() for p in params]
+    calls = [0]
+
+    def loss():
+        calls[0] += 1
+        if calls[0] > fails_at:
+            if how == "raises":
+                raise KeyError("boom")
+            return None if how == "returns None" else "1.0x"
+        return float(sum(p.sum() for p in params))
+
+    exc, match = (KeyError, "boom") if how == "raises" else (TypeError, "^loss_fn must return")
+    with pytest.raises(exc, match=match):
+        nnfast.gradcheck(loss, params, [np.zeros((2, 2)), np.zeros(3)])
+    for b, p in zip(before, params):
+        np.testing.assert_array_equal(b, p)
+
+
 def test_checks_nnfast_kernels_end_to_end():
     """A one-layer softmax model written with the functional kernels."""
     rng = make_rng("kernels")

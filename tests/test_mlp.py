@@ -3,11 +3,13 @@ differences; training on digits; persistence; steady-state allocation; bad input
 import gc
 import itertools
 import math
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import close, make_rng
+from conftest import close, make_rng, require_backend
 
 import nnfast
 
@@ -470,6 +472,9 @@ def test_bad_input_raises_and_leaves_model_unchanged(label, call, exc, match):
     ({"layer_sizes": [5, 0, 3]}, ValueError, "layer_sizes\\[1\\]"),
     ({"layer_sizes": "5,3"}, TypeError, "layer_sizes"),
     ({"layer_sizes": [5, 1]}, ValueError, "softmax"),
+    ({"layer_sizes": [6, 10**30, 3]}, ValueError, "^layer_sizes .* parameters.*memory"),
+    ({"layer_sizes": [6, 10**400, 3]}, ValueError, "^layer_sizes .* parameters.*memory"),
+    ({"layer_sizes": [10**6, 10**6]}, ValueError, "^layer_sizes .* parameters.*memory"),
 ])
 def test_bad_constructor_arguments(kwargs, exc, match):
     args = {"layer_sizes": [5, 4, 3], **kwargs}
@@ -489,3 +494,75 @@ def test_bad_targets_for_sigmoid_and_identity():
     with pytest.raises(ValueError, match="outputs"):
         reg.loss(X, np.zeros((13, 2)))
 
+
+
+@pytest.mark.parametrize("backend", ["reference", "numba", "cython"])
+@pytest.mark.parametrize("buffer", ["flat_params", "flat_buffers"])
+def test_training_a_read_only_model_names_the_buffer(backend, buffer):
+    """Made read-only after a first step (the optimizer's fast path is then primed)."""
+    require_backend(backend)
+    X, y = problem("softmax", m=8, sizes=(5, 4, 3), dtype=np.float32)
+    net = nnfast.MLP([5, 4, 3], batchnorm=buffer == "flat_buffers", seed=0)
+    opt = nnfast.optim.Adam()
+    with nnfast.use_backend(backend):
+        net.train_step(X, y, opt)
+        getattr(net, buffer).flags.writeable = False
+        before = net.flat_params.copy()
+        for call in (lambda: net.train_step(X, y, opt),
+                     lambda: net.fit(X, y, epochs=1, progress=False)):
+            with pytest.raises(ValueError, match=f"^the model's {buffer} is read-only"):
+                call()
+        np.testing.assert_array_equal(net.flat_params, before)
+        # the optimizer alone, on the buffer it has seen before
+        if buffer == "flat_params":
+            with pytest.raises(ValueError, match="read-only"):
+                opt.step_flat(net.flat_params, net.flat_grads)
+
+
+# ------------------------------------------------------------- fit: what a new user meets --
+def test_early_stop_restores_the_best_epoch(digits):
+    """Issue 7: fit stopped early kept the last weights, not the best ones."""
+    Xtr, Xte, ytr, yte = digits
+    net = nnfast.MLP([64, 64, 10], seed=3)
+    hist = net.fit(Xtr[:400], ytr[:400], lr=0.05, epochs=200, batch_size=20,
+                   validation_data=(Xte, yte), tol=0.0, patience=4, seed=0, progress=False)
+    assert hist.stopped == "no_improvement"
+    best = int(np.argmin(hist.val_loss))
+    assert hist.best_epoch == best + 1 and hist.best_epoch < hist.epochs
+    assert net.loss(Xte, yte) == pytest.approx(hist.val_loss[best], rel=1e-6)
+    assert net.loss(Xte, yte) < hist.val_loss[-1]
+    # without early stopping: every epoch, the last weights
+    net = nnfast.MLP([64, 64, 10], seed=3)
+    hist = net.fit(Xtr[:400], ytr[:400], lr=0.05, epochs=6, batch_size=20,
+                   validation_data=(Xte, yte), tol=None, seed=0, progress=False)
+    assert hist.epochs == 6 and hist.stopped == "max_epochs"
+    assert net.loss(Xte, yte) == pytest.approx(hist.val_loss[-1], rel=1e-6)
+
+
+@pytest.mark.parametrize("optimizer, kwargs, match", [
+    ("adam", {"verbose": True}, r"^fit\(\) got unexpected keyword argument\(s\) \['verbose'\]; "
+                                r"fit takes optimizer, lr, epochs.*optimizer='adam': beta1"),
+    ("sgd", {"momentum": 0.9}, r"\['momentum'\] \(momentum: use optimizer='momentum' with "
+                               r"beta=0.9\).*optimizer='sgd': weight_decay"),
+    ("rmsprop", {"beta1": 0.9}, r"\['beta1'\].*optimizer='rmsprop': beta, eps, style"),
+])
+def test_fit_names_unknown_options(optimizer, kwargs, match):
+    X, y = problem("softmax", m=8, sizes=(5, 3), dtype=np.float32)
+    net = nnfast.MLP([5, 3], seed=0)
+    before = net.flat_params.copy()
+    with pytest.raises(TypeError, match=match):
+        net.fit(X, y, optimizer=optimizer, epochs=1, **kwargs)
+    np.testing.assert_array_equal(net.flat_params, before)
+
+
+def test_fit_progress_writes_nothing_into_a_log():
+    """stderr redirected to a file: no bar fragments (tqdm writes only to a terminal)."""
+    code = ("import numpy as np, nnfast\n"
+            "X = np.random.default_rng(0).standard_normal((40, 5)).astype('float32')\n"
+            "y = (X[:, 0] > 0).astype(int)\n"
+            "h = nnfast.MLP([5, 4, 2], seed=0).fit(X, y, epochs=3, tol=None)\n"
+            "print('epochs', h.epochs)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "epochs 3\n"
+    assert "\r" not in r.stderr and "fit:" not in r.stderr, r.stderr

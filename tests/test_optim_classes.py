@@ -134,16 +134,36 @@ def test_matches_sklearn_solvers():
 
 
 # ------------------------------------------------------------------------ behaviour --
-def test_state_is_lazy_and_keyed_by_position_and_shape():
-    o = optim.Adam(lr=0.1)
+@pytest.mark.parametrize("name", ["SGD", "Momentum", "RMSprop", "Adam"])
+def test_state_belongs_to_the_arrays_of_the_first_step(name):
+    """Issue 7: stepping a second model's same-shaped arrays reused the first model's moments
+    and step count. Now the state is the first arrays': other arrays are refused (also after
+    the first ones are freed and their memory reused), new views of the same memory are not."""
+    o = getattr(optim, name)(lr=0.1)
     assert o._state == {}
     params = arrays("lazy")
     o.step(params, gradients(0))
     assert len(o._state) == 3
-    o.step(params[:1], gradients(1)[:1])           # same array at position 0: same state
-    assert len(o._state) == 3
-    o.step([np.zeros(7)], [np.ones(7)])             # new shape at position 0: new state
-    assert len(o._state) == 4
+    o.step([p.reshape(-1).reshape(p.shape) for p in params], gradients(1))   # same memory
+    assert o.t == 2
+    before = [p.copy() for p in params]
+    others = [p.copy() for p in params]             # a second model of the same shapes
+    for bad in (others, params[:1], params[::-1], [others[0], params[1], params[2]]):
+        with pytest.raises(ValueError, match=f"^this {name} holds the state of other arrays"):
+            o.step(bad, gradients(2)[:len(bad)])
+    for b, p in zip(before, params + others):
+        np.testing.assert_array_equal(b, p)
+    assert o.t == 2
+    # memory freed and reused by a new array at the same address: still refused
+    flat = np.zeros(5)
+    o2 = getattr(optim, name)(lr=0.1)
+    o2.step(flat, np.ones(5))
+    address = flat.__array_interface__["data"][0]
+    del flat
+    again = np.zeros(5)
+    if again.__array_interface__["data"][0] == address:
+        with pytest.raises(ValueError, match="holds the state of other arrays"):
+            o2.step(again, np.ones(5))
     o.reset()
     assert o.t == 0 and o._state == {}
 
@@ -205,10 +225,9 @@ def test_bad_step_leaves_params_and_state_unchanged():
         o.step(params, gradients(1)[:2])
     with pytest.raises(ValueError, match="grad\\[1\\]"):
         o.step(params, [gradients(1)[0], np.ones(4), gradients(1)[2]])
-    ro = params[0].copy()
-    ro.flags.writeable = False
+    params[0].flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
-        o.step([ro], [gradients(1)[0]])
+        o.step(params, gradients(1))
     for b, p in zip(before, params):
         np.testing.assert_array_equal(b, p)
     assert o.t == 1

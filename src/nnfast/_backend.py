@@ -214,6 +214,10 @@ def kernel_in(backend, module, name):
     return fn
 
 
+#: Upper bound of ``set_num_threads`` (the Cython kernels pass it to OpenMP as a C int).
+MAX_THREADS = 4096
+
+
 def set_num_threads(n):
     """Bound the threads of nnfast's kernels and of BLAS to ``n`` (>= 1).
 
@@ -225,8 +229,7 @@ def set_num_threads(n):
     from ._validate import integer
 
     global _num_threads
-    n = integer(n, "n", low=1)
-    _num_threads = n
+    n = integer(n, "n", low=1, high=MAX_THREADS)     # checked before anything is changed
     for backend in ("numba", "cython"):     # loaded ones now, the others by _module on load
         package = sys.modules.get(_PACKAGES[backend])
         if package is not None and available(backend):
@@ -234,6 +237,7 @@ def set_num_threads(n):
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n, user_api="blas")
+    _num_threads = n
     return n
 
 

@@ -2,6 +2,18 @@
 
 Compiled kernels run with bounds checks off, so this module is the guard: nothing reaches a
 kernel unless its dtypes, shapes, layout and writability fit. Every error names the argument.
+
+Arrays a kernel reads (inputs) and arrays it writes (``out=``, parameters, optimizer state):
+
+- Inputs go through ``np.asarray``: lists, ``np.matrix``, ``np.memmap`` and other ndarray
+  subclasses are read as the plain array of their data. A masked array is a TypeError: no
+  kernel has a notion of a mask, and ``np.asarray`` would drop it silently.
+- Written arrays must be exactly ``numpy.ndarray`` (TypeError otherwise): a subclass may
+  redefine ``reshape``/indexing (``np.matrix`` stays 2-D), or carry a mask the kernel would not
+  update. ``x.view(np.ndarray)`` writes into the same memory.
+- Memory shared between a written array and any other argument (``np.shares_memory``) is
+  decided here, per function, in ``result_target`` (the result goes through a temporary, as
+  NumPy's ufuncs do), ``checked_out`` and ``disjoint`` (a ValueError naming both arguments).
 """
 import math
 import numbers
@@ -10,18 +22,73 @@ import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+try:
+    _TooHard = np.exceptions.TooHardError
+except AttributeError:  # numpy < 1.25
+    _TooHard = np.TooHardError
+
+
+def as_array(x, name):
+    """``x`` (an input, only read) as a plain ndarray; TypeError for a masked array."""
+    if type(x) is np.ndarray:
+        return x
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array; nnfast kernels ignore masks, so pass "
+                        f"{name}.filled(value) or {name}.compressed() (unmasked data)")
+    if x is None or isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be a float32 or float64 array, got {type(x).__name__}")
+    return np.asarray(x)
+
 
 def float_array(x, name, dtype=None):
     """``x`` as an ndarray of float32/float64 (optionally exactly ``dtype``), else TypeError."""
-    if not isinstance(x, np.ndarray):
-        if x is None or isinstance(x, (str, bytes)):
-            raise TypeError(f"{name} must be a float32 or float64 array, got {type(x).__name__}")
-        x = np.asarray(x)
+    x = as_array(x, name)
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}")
     if dtype is not None and x.dtype != dtype:
         raise TypeError(f"{name} has dtype {x.dtype}, but the other arrays are {dtype}")
     return x
+
+
+def written_array(x, name):
+    """TypeError unless ``x``, an array a kernel writes, is exactly a ``numpy.ndarray``."""
+    if type(x) is not np.ndarray:
+        if isinstance(x, np.ndarray):
+            raise TypeError(f"{name} must be a plain numpy.ndarray to be written into, got the "
+                            f"subclass {type(x).__module__}.{type(x).__name__} (pass "
+                            f"{name}.view(np.ndarray) to write into its memory)")
+        raise TypeError(f"{name} must be a numpy array written in place, got {type(x).__name__}")
+    return x
+
+
+def shares_memory(a, b):
+    """Whether ``a`` and ``b`` have an element in common (exact; conservative if too hard)."""
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return np.shares_memory(a, b, max_work=10_000)
+    except _TooHard:
+        return True
+
+
+def same_memory(a, b):
+    """``a`` and ``b`` are the same elements in the same order: what an elementwise kernel may
+    read and write at once (``out=x``)."""
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides)
+
+
+def disjoint(written, others):
+    """ValueError if an array a kernel writes shares memory with another argument.
+
+    written: (array, name) pairs, checked against each other and against ``others``, the
+    (array or None, name) pairs the kernel reads."""
+    for i, (w, wname) in enumerate(written):
+        for j, (x, xname) in enumerate(list(written[i + 1:]) + list(others)):
+            if x is not None and x.size and w.size and shares_memory(w, x):
+                why = ("each must be its own array" if j < len(written) - i - 1 else
+                       f"a kernel writing {wname} would change {xname} while it reads it")
+                raise ValueError(f"{wname} shares memory with {xname}; {why}")
 
 
 def same_shape(x, name, shape, other="the input"):
@@ -35,9 +102,8 @@ def contiguous(x):
 
 
 def out_array(out, shape, dtype, name="out"):
-    """Checks a caller's ``out=`` array: ndarray, same dtype and shape, writable."""
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array, got {type(out).__name__}")
+    """Checks a caller's ``out=`` array: plain ndarray, same dtype and shape, writable."""
+    written_array(out, name)
     if out.dtype != dtype:
         raise TypeError(f"{name} has dtype {out.dtype}, but the result is {dtype}")
     if out.shape != shape:
@@ -47,31 +113,24 @@ def out_array(out, shape, dtype, name="out"):
     return out
 
 
-def direct_target(out, inputs):
-    """True if a kernel may write ``out`` directly: C-contiguous and, for every input, either no
-    shared memory or exactly the same memory (elementwise aliasing, ``out=x``)."""
-    if not out.flags.c_contiguous:
-        return False
-    for x in inputs:
-        if x is out:
-            continue
-        if np.may_share_memory(x, out) and not (
-            x.__array_interface__["data"][0] == out.__array_interface__["data"][0]
-            and x.shape == out.shape and x.strides == out.strides
-        ):
-            return False
-    return True
+def result_target(out, shape, dtype, inputs, alias=()):
+    """``(out, target)`` for an elementwise or row-wise kernel's result.
 
-
-def result_target(out, shape, dtype, inputs):
-    """``(out, target)`` for a kernel's result: a new array when ``out`` is None; else the
-    checked ``out`` and where the kernel writes — ``out`` itself when ``direct_target`` allows,
-    else a temporary that ``write_back`` copies into ``out`` (strided or partly overlapping)."""
+    ``out`` None: a new array, and the target. Else the checked ``out``, and where the kernel
+    writes: ``out`` itself if it is C-contiguous and shares no memory with ``inputs`` ((array,
+    name) pairs: every array the kernel reads) except by being exactly an input named in
+    ``alias`` (``out=x``: each element is read before it is written). Any other overlap, or a
+    strided ``out``, gets a temporary that ``write_back`` copies into ``out``: the result is the
+    one a fresh ``out`` would get, as with NumPy's ufuncs."""
     if out is None:
         out = np.empty(shape, dtype)
         return out, out
     out_array(out, shape, dtype)
-    return out, (out if direct_target(out, inputs) else np.empty(shape, dtype))
+    direct = out.flags.c_contiguous
+    for x, xname in inputs:
+        if direct and np.may_share_memory(x, out):
+            direct = xname in alias and same_memory(x, out)
+    return out, (out if direct else np.empty(shape, dtype))
 
 
 def write_back(out, target):
@@ -81,12 +140,24 @@ def write_back(out, target):
     return out
 
 
+def checked_out(out, shape, dtype, name, inputs, alias=()):
+    """A new array, or the caller's ``out`` for a kernel that writes it directly: checked by
+    ``out_array``, C-contiguous, and sharing no memory with ``inputs`` ((array, name) pairs)
+    except by being exactly an input named in ``alias``."""
+    if out is None:
+        return np.empty(shape, dtype)
+    out_array(out, shape, dtype, name)
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    disjoint([(out, name)], [(x, xname) for x, xname in inputs
+                             if not (xname in alias and x is not None and same_memory(x, out))])
+    return out
+
+
 def inplace_array(x, name, dtype=None, shape=None):
-    """An array a kernel updates in place: float ndarray, writable and C-contiguous (so no update
-    can land in a silent copy)."""
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array updated in place, got {type(x).__name__}")
-    float_array(x, name, dtype)
+    """An array a kernel updates in place: plain float ndarray, writable and C-contiguous (so
+    no update can land in a silent copy)."""
+    float_array(written_array(x, name), name, dtype)
     if shape is not None:
         same_shape(x, name, shape, "param")
     if not x.flags.writeable:
@@ -97,21 +168,17 @@ def inplace_array(x, name, dtype=None, shape=None):
     return x
 
 
-def no_overlap(arrays, names):
-    """ValueError if two of the in-place arrays share memory."""
-    for i in range(len(arrays)):
-        for j in range(i + 1, len(arrays)):
-            if np.may_share_memory(arrays[i], arrays[j]):
-                raise ValueError(f"{names[i]} and {names[j]} share memory; each must be its own array")
-
-
 def real(value, name, low=None, high=None, low_open=False, high_open=False):
     """A finite real hyperparameter in [low, high] (bounds open as asked), as a Python float."""
     kind = type(value)
     if kind is not float and kind is not int:  # fast path for the common Python scalars
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
             raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:   # an int beyond float's range (10**400)
+        raise ValueError(f"{name} must be finite, got an integer of {len(str(abs(value)))} "
+                         "digits, beyond float's range") from None
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     if low is not None and (value < low or (low_open and value == low)):
@@ -121,12 +188,17 @@ def real(value, name, low=None, high=None, low_open=False, high_open=False):
     return value
 
 
-def integer(value, name, low=None):
+def integer(value, name, low=None, high=None):
+    """An integer in [low, high] as a Python int. ``high`` keeps values that reach C code (a
+    thread count, a step count raised as a float power) in range."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     value = int(value)
     if low is not None and value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        shown = value if value < 10**30 else f"an integer of {len(str(value))} digits"
+        raise ValueError(f"{name} must be <= {high}, got {shown}")
     return value
 
 

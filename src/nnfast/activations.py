@@ -1,9 +1,11 @@
 """Activations and their derivatives (seed: "Activation Functions").
 
 Every function takes a float32 or float64 array of any shape and layout and returns an array of
-the same shape and dtype. ``out=`` (same shape and dtype, writable) receives the result and may be
-the input itself. Derivatives of sigmoid and tanh are computed from the activation ``a``, those
-of ReLU and leaky ReLU from ``z``, as the seed writes them.
+the same shape and dtype. ``out=`` (a plain ndarray of the same shape and dtype, writable)
+receives the result; it may be the input itself (computed in place) or overlap it in any other
+way (the result then goes through a temporary, as with NumPy's ufuncs). Derivatives of sigmoid
+and tanh are computed from the activation ``a``, those of ReLU and leaky ReLU from ``z``, as the
+seed writes them.
 """
 
 from . import _backend
@@ -13,7 +15,7 @@ from ._validate import (contiguous, float_array, out_array, real, result_target,
 
 def _elementwise(name, x, out, xname, *scalars):
     x = float_array(x, xname)
-    out, target = result_target(out, x.shape, x.dtype, (x,))
+    out, target = result_target(out, x.shape, x.dtype, ((x, xname),), alias=(xname,))
     if x.size:
         fn = _backend.kernel("activations", name, x.size)
         if x.ndim == 1 and x.flags.c_contiguous:     # the common case, without new views
@@ -90,7 +92,7 @@ def softmax(x, out=None):
     x = float_array(x, "x")
     if x.ndim == 0:
         raise ValueError("x must have at least one axis for softmax, got a 0-d array")
-    out, target = result_target(out, x.shape, x.dtype, (x,))
+    out, target = result_target(out, x.shape, x.dtype, ((x, "x"),), alias=("x",))
     if x.size:
         k = x.shape[-1]
         fn = _backend.kernel("activations", "softmax", x.size)

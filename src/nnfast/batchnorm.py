@@ -8,7 +8,7 @@ unbiased batch variance); inference mode uses the running statistics.
 import numpy as np
 
 from . import _backend
-from ._validate import contiguous, float_array, inplace_array, no_overlap, out_array, real
+from ._validate import checked_out, contiguous, disjoint, float_array, inplace_array, real
 
 
 class BatchNormCache:
@@ -18,6 +18,32 @@ class BatchNormCache:
 
     def __init__(self, xhat, gamma, invstd):
         self.xhat, self.gamma, self.invstd = xhat, gamma, invstd
+
+
+def _flag(value, name):
+    """A bool (or NumPy bool scalar); an array's truth value is ambiguous: TypeError."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, got {type(value).__name__}"
+                    + (f" of shape {value.shape}" if isinstance(value, np.ndarray) else ""))
+
+
+def _cache_arrays(cache):
+    """The cache's arrays as the compiled backward kernels index them: xhat (m, n), gamma and
+    invstd (n,), one float dtype, C-contiguous (a changed cache is checked, not trusted)."""
+    if not isinstance(cache, BatchNormCache):
+        raise TypeError("cache must be the BatchNormCache returned by batchnorm_forward "
+                        "with training=True")
+    xhat = contiguous(float_array(cache.xhat, "cache.xhat"))
+    gamma = contiguous(float_array(cache.gamma, "cache.gamma", xhat.dtype))
+    invstd = contiguous(float_array(cache.invstd, "cache.invstd", xhat.dtype))
+    if xhat.ndim != 2:
+        raise ValueError(f"cache.xhat must be 2-D, got shape {xhat.shape}")
+    for x, name in ((gamma, "gamma"), (invstd, "invstd")):
+        if x.shape != (xhat.shape[1],):
+            raise ValueError(f"cache.{name} has shape {x.shape}, but cache.xhat has shape "
+                             f"{xhat.shape}: the cache was changed after batchnorm_forward")
+    return xhat, gamma, invstd
 
 
 def batchnorm_forward(z, gamma, beta, running_mean, running_var, momentum=0.1, eps=1e-5,
@@ -41,20 +67,16 @@ def batchnorm_forward(z, gamma, beta, running_mean, running_var, momentum=0.1, e
             raise ValueError(f"{name} has shape {arr.shape}, but z has {n} features")
     momentum = real(momentum, "momentum", 0.0, 1.0)
     eps = real(eps, "eps", 0.0, low_open=True)
-    if out is None:
-        out = np.empty((m, n), dt)
-    else:
-        out_array(out, (m, n), dt)
-        if not out.flags.c_contiguous:
-            raise ValueError("out must be C-contiguous")
+    training = _flag(training, "training")
+    read = [(z, "z"), (gamma, "gamma"), (beta, "beta")]
     if training:
         running_mean = inplace_array(running_mean, "running_mean", dt, (n,))
         running_var = inplace_array(running_var, "running_var", dt, (n,))
-        no_overlap([running_mean, running_var, out], ["running_mean", "running_var", "out"])
+        disjoint([(running_mean, "running_mean"), (running_var, "running_var")], read)
+        out = checked_out(out, (m, n), dt, "out",
+                          read + [(running_mean, "running_mean"), (running_var, "running_var")])
         if m < 2:
             raise ValueError(f"batch norm in training needs at least 2 rows in z, got {m}")
-        if np.may_share_memory(out, z):
-            raise ValueError("out must not share memory with z in training mode")
         xhat = np.empty((m, n), dt)
         mean = np.empty(n, dt)
         invstd = np.empty(n, dt)
@@ -70,6 +92,8 @@ def batchnorm_forward(z, gamma, beta, running_mean, running_var, momentum=0.1, e
     for arr, name in ((running_mean, "running_mean"), (running_var, "running_var")):
         if arr.shape != (n,):
             raise ValueError(f"{name} has shape {arr.shape}, but z has {n} features")
+    out = checked_out(out, (m, n), dt, "out",
+                      read + [(running_mean, "running_mean"), (running_var, "running_var")])
     if z.size:
         zc = contiguous(z)
         _backend.kernel("batchnorm", "batchnorm_forward_infer", z.size)(
@@ -83,24 +107,16 @@ def batchnorm_backward(dout, cache, out=None):
     ``dβ = Σ dout``, ``dγ = Σ dout·x̂``, ``dz = γ/(m·sqrt(σ²_B+ε)) · (m·dout - dβ - x̂·dγ)``.
     ``out`` (m, n) receives dz and may be ``dout``.
     """
-    if not isinstance(cache, BatchNormCache):
-        raise TypeError("cache must be the BatchNormCache returned by batchnorm_forward "
-                        "with training=True")
-    xhat = cache.xhat
+    xhat, gamma, invstd = _cache_arrays(cache)
     dout = float_array(dout, "dout", xhat.dtype)
     if dout.shape != xhat.shape:
         raise ValueError(f"dout has shape {dout.shape}, but the forward pass saw {xhat.shape}")
     m, n = xhat.shape
-    if out is None:
-        out = np.empty((m, n), xhat.dtype)
-    else:
-        out_array(out, (m, n), xhat.dtype)
-        if not out.flags.c_contiguous:
-            raise ValueError("out must be C-contiguous")
-        if out is not dout and np.may_share_memory(out, dout):
-            raise ValueError("out must be dout itself or not share memory with it")
+    out = checked_out(out, (m, n), xhat.dtype, "out",
+                      [(dout, "dout"), (xhat, "cache.xhat"), (gamma, "cache.gamma"),
+                       (invstd, "cache.invstd")], alias=("dout",))
     dgamma = np.empty(n, xhat.dtype)
     dbeta = np.empty(n, xhat.dtype)
     _backend.kernel("batchnorm", "batchnorm_backward", dout.size)(
-        contiguous(dout), xhat, cache.gamma, cache.invstd, out, dgamma, dbeta)
+        contiguous(dout), xhat, gamma, invstd, out, dgamma, dbeta)
     return out, dgamma, dbeta

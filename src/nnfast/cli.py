@@ -302,7 +302,20 @@ def main(argv=None):
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error (already printed)
         return exc.code if isinstance(exc.code, int) else 2
-    return _COMMANDS[args.command](args)
+    try:
+        nnfast.get_backend()
+    except ValueError as exc:   # a bad NNFAST_BACKEND: say so, without a traceback
+        print(f"nnfast: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        code = _COMMANDS[args.command](args)
+        sys.stdout.flush()      # inside the try: a pipe closed early fails here
+        return code
+    except BrokenPipeError:
+        # the reader went away (``nnfast info | head -2``): stop quietly, as cat does; stdout
+        # goes to devnull so that the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141   # 128 + SIGPIPE, what a shell reports for a killed pipeline member
 
 
 if __name__ == "__main__":

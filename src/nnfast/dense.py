@@ -5,10 +5,9 @@ Row-major batches, as scikit-learn's ``coefs_``: ``a`` is (m, fan_in), ``W`` is 
 our ``W.T``. The GEMM runs through BLAS; bias and activation (forward) and the activation
 derivative (backward) are applied in the same pass that consumes the GEMM result.
 """
-import numpy as np
 
 from . import _backend, _kinds
-from ._validate import contiguous, float_array, no_overlap, out_array, real
+from ._validate import checked_out, contiguous, disjoint, float_array, real
 
 _FORWARD = dict(_kinds.ACTIVATIONS, softmax=_kinds.SOFTMAX)
 
@@ -17,18 +16,6 @@ def _activation(name, argname, allowed):
     if not isinstance(name, str) or name not in allowed:
         raise ValueError(f"{argname} must be one of {sorted(allowed)}, got {name!r}")
     return allowed[name]
-
-
-def _new_or_checked(out, shape, dtype, name, inputs):
-    if out is None:
-        return np.empty(shape, dtype)
-    out_array(out, shape, dtype, name)
-    if not out.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous")
-    for x, xname in inputs:
-        if np.may_share_memory(out, x):
-            raise ValueError(f"{name} shares memory with {xname}")
-    return out
 
 
 def dense_forward(a, W, b, activation="identity", *, slope=0.01, out=None, z_out=None):
@@ -59,10 +46,11 @@ def dense_forward(a, W, b, activation="identity", *, slope=0.01, out=None, z_out
             raise ValueError(f"b has shape {b.shape}, but W has {n} output columns")
         b = contiguous(b)
     inputs = [(a, "a"), (W, "W")] + ([(b, "b")] if b is not None else [])
-    a_out = _new_or_checked(out, (m, n), a.dtype, "out", inputs)
-    z = a_out if z_out is None else _new_or_checked(z_out, (m, n), a.dtype, "z_out", inputs)
-    if z_out is not None and np.may_share_memory(z, a_out):
-        raise ValueError("z_out and out must be different arrays")
+    a_out = checked_out(out, (m, n), a.dtype, "out", inputs)
+    if z_out is None:
+        z = a_out
+    else:
+        z = checked_out(z_out, (m, n), a.dtype, "z_out", inputs + [(a_out, "out")])
     if a_out.size:
         fn = _backend.kernel("dense", "dense_forward", a_out.size)
         fn(contiguous(a), contiguous(W), b, kind, slope, z, a_out)
@@ -102,12 +90,11 @@ def dense_backward(delta, a_prev, W, activation_prev="identity", *, z_prev=None,
         if src.shape != (m, k):
             raise ValueError(f"z_prev has shape {src.shape}, but a_prev has shape {(m, k)}")
     inputs = [(delta, "delta"), (a_prev, "a_prev"), (W, "W"), (src, "z_prev")]
-    dW = _new_or_checked(dW_out, (k, n), delta.dtype, "dW_out", inputs)
-    db = _new_or_checked(db_out, (n,), delta.dtype, "db_out", inputs)
-    dprev = (_new_or_checked(dprev_out, (m, k), delta.dtype, "dprev_out", inputs)
+    dW = checked_out(dW_out, (k, n), delta.dtype, "dW_out", inputs)
+    db = checked_out(db_out, (n,), delta.dtype, "db_out", inputs)
+    dprev = (checked_out(dprev_out, (m, k), delta.dtype, "dprev_out", inputs)
              if need_dprev else None)
-    outs = [x for x in (dW, db, dprev) if x is not None]
-    no_overlap(outs, ["dW_out", "db_out", "dprev_out"][:len(outs)])
+    disjoint([(dW, "dW_out"), (db, "db_out")] + ([(dprev, "dprev_out")] if need_dprev else []), [])
     fn = _backend.kernel("dense", "dense_backward", delta.size + a_prev.size)
     fn(contiguous(delta), contiguous(a_prev), contiguous(W), dW, db, dprev, kind, slope,
        contiguous(src))

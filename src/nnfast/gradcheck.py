@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from ._validate import real
+from ._validate import as_array, real, written_array
 
 __all__ = ["gradcheck", "GradcheckResult"]
 
@@ -40,6 +40,16 @@ def _relative(sq_diff, sq_approx, sq_grad):
     return 0.0 if denom == 0.0 else math.sqrt(sq_diff) / denom
 
 
+def _loss(loss_fn):
+    """``loss_fn()`` as a Python float; TypeError naming loss_fn if it returns no real number."""
+    value = loss_fn()
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"loss_fn must return a real number (the loss J), got "
+                        f"{type(value).__name__}") from None
+
+
 def gradcheck(loss_fn, params, grads, eps=1e-7):
     """Compare analytic ``grads`` with the seed's two-sided differences of ``loss_fn``.
 
@@ -62,11 +72,12 @@ def gradcheck(loss_fn, params, grads, eps=1e-7):
     eps = real(eps, "eps", 0.0, low_open=True)
     flats = []
     for i, (p, g) in enumerate(zip(params, grads)):
-        if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
-            raise TypeError(f"params[{i}] must be a float numpy array")
+        written_array(p, f"params[{i}]")
+        if p.dtype.kind != "f":
+            raise TypeError(f"params[{i}] must be a float numpy array, got dtype {p.dtype}")
         if not p.flags.writeable:
             raise ValueError(f"params[{i}] is read-only; gradcheck perturbs it in place")
-        g = np.asarray(g)
+        g = as_array(g, f"grads[{i}]")
         if g.shape != p.shape:
             raise ValueError(f"grads[{i}] has shape {g.shape}, but params[{i}] has {p.shape}")
         flat = p.reshape(-1)
@@ -80,12 +91,14 @@ def gradcheck(loss_fn, params, grads, eps=1e-7):
         numeric = np.empty(flat.size, np.float64)
         for j in range(flat.size):
             old = flat[j]
-            flat[j] = old + eps
-            j_plus = loss_fn()
-            flat[j] = old - eps
-            j_minus = loss_fn()
-            flat[j] = old
-            numeric[j] = (float(j_plus) - float(j_minus)) / two_eps
+            try:
+                flat[j] = old + eps
+                j_plus = _loss(loss_fn)
+                flat[j] = old - eps
+                j_minus = _loss(loss_fn)
+            finally:    # a loss_fn that raises leaves the parameters as they were
+                flat[j] = old
+            numeric[j] = (j_plus - j_minus) / two_eps
         numerics.append(numeric)
     return compare(numerics, [g for _, g in flats], [p.shape for p in params])
 

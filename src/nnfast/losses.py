@@ -2,12 +2,14 @@
 
 Each loss returns ``(loss, dlogits)``: the mean over the batch's m rows as a Python float and
 dJ/d(logits) with the logits' shape and dtype, computed in one pass. ``out=`` receives dlogits and
-may be the logits array itself (they are then overwritten).
+may be the logits array itself (they are then overwritten); if it overlaps the logits or ``y`` in
+any other way, the result goes through a temporary (``y`` is read in full before ``out`` is
+written).
 """
 import numpy as np
 
 from . import _backend
-from ._validate import contiguous, float_array, real, result_target, write_back
+from ._validate import as_array, contiguous, float_array, real, result_target, write_back
 
 
 def softmax_cross_entropy(logits, y, out=None):
@@ -31,7 +33,7 @@ def softmax_cross_entropy(logits, y, out=None):
         raise ValueError("logits has no rows; a mean over an empty batch is undefined")
     if k == 0:
         raise ValueError("logits has no classes (shape[1] == 0)")
-    y = np.asarray(y)
+    y = as_array(y, "y")
     if y.dtype.kind in "iu":
         if y.shape != (m,):
             raise ValueError(f"y has shape {y.shape}, but integer labels for logits of shape "
@@ -40,7 +42,8 @@ def softmax_cross_entropy(logits, y, out=None):
         if lo < 0 or hi >= k:
             raise ValueError(f"y holds labels in [{lo}, {hi}], outside [0, {k - 1}] for {k} classes")
         labels = y.astype(np.int64, copy=False)
-        out, target = result_target(out, logits.shape, logits.dtype, (logits,))
+        out, target = result_target(out, logits.shape, logits.dtype,
+                                    ((logits, "logits"), (labels, "y")), alias=("logits",))
         loss = _backend.kernel("losses", "softmax_cross_entropy", logits.size)(
             contiguous(logits), contiguous(labels), target)
         return loss, write_back(out, target)
@@ -49,7 +52,8 @@ def softmax_cross_entropy(logits, y, out=None):
         if y.shape != logits.shape:
             raise ValueError(f"y has shape {y.shape}, but one-hot targets must match logits "
                              f"{logits.shape}")
-        out, target = result_target(out, logits.shape, logits.dtype, (logits, y))
+        out, target = result_target(out, logits.shape, logits.dtype,
+                                    ((logits, "logits"), (y, "y")), alias=("logits",))
         loss = _backend.kernel("losses", "softmax_cross_entropy_probs", logits.size)(
             contiguous(logits), contiguous(y), target)
         return loss, write_back(out, target)
@@ -57,7 +61,7 @@ def softmax_cross_entropy(logits, y, out=None):
 
 
 def _elementwise_loss(kernel_name, pred, y, out, pred_name):
-    pred = float_array(pred, pred_name)
+    given = pred = float_array(pred, pred_name)
     shape = pred.shape
     if pred.ndim == 1:
         pred = pred.reshape(-1, 1)
@@ -65,14 +69,15 @@ def _elementwise_loss(kernel_name, pred, y, out, pred_name):
         raise ValueError(f"{pred_name} must be 1-D or 2-D (n_samples, n_outputs), got shape {shape}")
     if pred.shape[0] == 0:
         raise ValueError(f"{pred_name} has no rows; a mean over an empty batch is undefined")
-    y = np.asarray(y)
+    y = as_array(y, "y")
     if y.dtype.kind in "iub":
         y = y.astype(pred.dtype)
     y = float_array(y, "y", pred.dtype)
     if y.shape != shape:
         raise ValueError(f"y has shape {y.shape}, but {pred_name} has shape {shape}")
     y = y.reshape(pred.shape)
-    out, target = result_target(out, shape, pred.dtype, (pred, y))
+    out, target = result_target(out, shape, pred.dtype, ((given, pred_name), (y, "y")),
+                                alias=(pred_name,))
     loss = _backend.kernel("losses", kernel_name, pred.size)(
         contiguous(pred), contiguous(y), target.reshape(pred.shape))
     return loss, write_back(out, target)
@@ -107,6 +112,9 @@ def l2_penalty(weights, lam, m):
     lam = real(lam, "lam", 0.0)
     m = real(m, "m", 0.0, low_open=True)
     single = isinstance(weights, np.ndarray)
+    if not single and not isinstance(weights, (list, tuple)):
+        raise TypeError(f"weights must be an array or a list of arrays, got "
+                        f"{type(weights).__name__}")
     ws = [weights] if single else list(weights)
     ws = [float_array(w, f"weights[{i}]") for i, w in enumerate(ws)]
     scale = lam / m

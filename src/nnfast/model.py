@@ -22,15 +22,16 @@ import math
 import os
 import sys
 import time
+import zipfile
 
 import numpy as np
 
 from . import _backend, _kinds
 from . import optim as _optim
-from ._validate import integer, real
+from ._validate import as_array, integer, real
 from .gradcheck import gradcheck
 
-__all__ = ["MLP", "History", "Layer"]
+__all__ = ["MLP", "History", "Layer", "ModelFileError"]
 
 _HIDDEN = dict(_kinds.ACTIVATIONS)
 _OUTPUTS = ("softmax", "sigmoid", "identity")
@@ -43,16 +44,21 @@ BN_EPS = 1e-5
 #: serves the validation set).
 _MAX_WORKSPACES = 4
 _FORMAT = 1
+#: The keys of ``MLP.get_config`` (what a saved file may hold).
+_CONFIG_KEYS = ("layer_sizes", "hidden", "output", "batchnorm", "l2", "init", "dtype", "seed",
+                "slope", "init_scale")
 
 
 class History:
     """What ``MLP.fit`` did: per-epoch ``train_loss`` (mean mini-batch objective, L2 included),
     ``val_loss`` (on ``validation_data``, inference mode; empty without it), ``lr`` per epoch,
-    ``epochs`` run, ``stopped`` ("max_epochs" or "no_improvement") and wall ``time`` in seconds."""
+    ``epochs`` run, ``stopped`` ("max_epochs" or "no_improvement"), ``best_epoch`` (1-based, the
+    epoch of the lowest monitored loss; after an early stop the model holds its weights) and
+    wall ``time`` in seconds."""
 
     def __init__(self):
         self.train_loss, self.val_loss, self.lr = [], [], []
-        self.epochs, self.stopped, self.time = 0, "max_epochs", 0.0
+        self.epochs, self.stopped, self.time, self.best_epoch = 0, "max_epochs", 0.0, None
 
     def __repr__(self):
         last = f", train_loss[-1]={self.train_loss[-1]:.6g}" if self.train_loss else ""
@@ -177,6 +183,100 @@ def _bool(value, name):
     return bool(value)
 
 
+class ModelFileError(ValueError):
+    """``MLP.load`` of a file that ``MLP.save`` did not write (corrupt, truncated, another
+    format, or sizes that do not fit): the message names the file and the problem."""
+
+    def __init__(self, path, problem):
+        super().__init__(f"{path}: {problem}")
+        self.path, self.problem = path, problem
+
+
+def _counts(sizes, batchnorm):
+    """(parameters, batch-norm buffers) of a network: every W, then per layer b or γ and β
+    (batch norm on hidden layers only), and the hidden layers' running mean and variance."""
+    n_weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    hidden = sum(sizes[1:-1]) if batchnorm else 0
+    return n_weights + sum(sizes[1:]) + hidden, 2 * hidden
+
+
+_FIT_OPTIONS = ("optimizer", "lr", "epochs", "batch_size", "decay_rate", "validation_data",
+                "tol", "patience", "shuffle", "seed", "progress")
+
+
+def _check_optimizer_options(optimizer, options):
+    """TypeError naming ``fit`` and what it accepts, for options the named optimizer lacks."""
+    import inspect
+
+    cls = _optim._NAMES.get(optimizer.lower()) if isinstance(optimizer, str) else None
+    if cls is None or not options:
+        return          # an unknown name is reported by optim.make
+    accepted = [p for p in inspect.signature(cls).parameters if p != "lr"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        hint = (" (momentum: use optimizer='momentum' with beta=0.9)"
+                if optimizer.lower() == "sgd" and "momentum" in unknown else "")
+        raise TypeError(f"fit() got unexpected keyword argument(s) {unknown}{hint}; fit takes "
+                        f"{', '.join(_FIT_OPTIONS)} and the options of optimizer={optimizer!r}: "
+                        f"{', '.join(accepted) or 'none'}")
+
+
+def _physical_memory():
+    """Bytes of RAM, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _magnitude(n):
+    """A non-negative int for a message: ``1.1e+13``, or ``~1e400`` beyond float range."""
+    return f"{n:.3g}" if n < 10**300 else f"~1e{len(str(n)) - 1}"
+
+
+def _short(sizes):
+    """layer_sizes for a message: huge entries as their magnitude."""
+    return "[" + ", ".join(str(n) if n < 10**15 else _magnitude(n) for n in sizes) + "]"
+
+
+def _read_member(zf, info, path, key, expect):
+    """One ``.npy`` member, its header checked before its data is read: its declared size fits
+    in the member, and ``expect`` = (dtype, length) when given (else at most 1 MiB)."""
+    try:
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                raise ModelFileError(path, f"array {key!r} has .npy format {version}; "
+                                           "MLP.save writes 1.0")
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            if dtype.hasobject:
+                raise ModelFileError(path, f"array {key!r} holds Python objects (pickle)")
+            if any(n < 0 for n in shape):
+                raise ModelFileError(path, f"array {key!r} declares shape {shape}")
+            count = math.prod(shape)
+            if count * dtype.itemsize > info.file_size or (expect is None and
+                                                          info.file_size > 2**20):
+                raise ModelFileError(path, f"array {key!r} declares shape {shape} of {dtype}, "
+                                           f"more than its {info.file_size} bytes in the file")
+            if expect is not None and (dtype != expect[0] or shape != (expect[1],)):
+                raise ModelFileError(path, f"array {key!r} has shape {shape} and dtype {dtype}, "
+                                           f"but the config implies ({expect[1]},) "
+                                           f"{expect[0]}")
+            data = f.read(count * dtype.itemsize)
+    except ModelFileError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
+        raise ModelFileError(path, f"array {key!r} is not a valid .npy ({type(exc).__name__}: "
+                                   f"{exc})") from None
+    if len(data) != count * dtype.itemsize:
+        raise ModelFileError(path, f"array {key!r} is truncated")
+    array = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+    return array
+
+
 class MLP:
     """A multilayer perceptron: dense layers, optional batch norm on the hidden ones.
 
@@ -218,6 +318,14 @@ class MLP:
         self.init_scale = real(init_scale, "init_scale", 0.0, low_open=True)
         if self.output == "softmax" and sizes[-1] < 2:
             raise ValueError("output='softmax' needs at least 2 output units (layer_sizes[-1])")
+        n_params = _counts(sizes, self.batchnorm)[0]
+        memory = _physical_memory()
+        if memory is not None and 3 * n_params * self.dtype.itemsize > memory:
+            need = 3 * n_params * self.dtype.itemsize // 2**30
+            raise ValueError(f"layer_sizes {_short(sizes)} make a network of "
+                             f"{_magnitude(n_params)} parameters: with their gradients and "
+                             f"workspace {_magnitude(need)} GiB, more than this machine's "
+                             f"{memory / 2**30:.3g} GiB of memory")
         self._kind = _HIDDEN[self.hidden]
         self._build()
         self._initialize(np.random.default_rng(seed))
@@ -331,7 +439,7 @@ class MLP:
     def _check_X(self, X, name="X"):
         if X is None or isinstance(X, (str, bytes)):
             raise TypeError(f"{name} must be a 2-D numeric array, got {type(X).__name__}")
-        X = np.asarray(X)
+        X = as_array(X, name)
         if X.dtype.kind not in "biuf":
             raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
         if X.ndim != 2:
@@ -350,7 +458,7 @@ class MLP:
         """Targets as the loss kernel takes them: int64 (m,) class labels or float (m, K)."""
         if y is None or isinstance(y, (str, bytes)):
             raise TypeError(f"{name} must be an array of targets, got {type(y).__name__}")
-        y = np.asarray(y)
+        y = as_array(y, name)
         if y.ndim == 0 or y.shape[0] != m:
             raise ValueError(f"{name} has shape {y.shape}, but X has {m} samples")
         k = self.n_outputs
@@ -575,6 +683,12 @@ class MLP:
         self._pass(self._workspace(X.shape[0]), X, y, True, False, True)
         return [g.copy() for g in self.grads]
 
+    def _check_writable(self):
+        for name in ("flat_params", "flat_buffers"):
+            if not getattr(self, name).flags.writeable:
+                raise ValueError(f"the model's {name} is read-only: training updates it in "
+                                 f"place (set model.{name}.flags.writeable = True)")
+
     def _step(self, ws, X, y, optimizer):
         if self.batchnorm:
             np.copyto(self._buffers_backup, self.flat_buffers)
@@ -598,6 +712,7 @@ class MLP:
         X = self._check_X(X)
         y = self._check_y(y, X.shape[0])
         self._check_training_batch(X.shape[0])
+        self._check_writable()
         ws = self._workspace(X.shape[0])
         with _serial_kernels(ws.may_parallel):
             return self._step(ws, X, y, optimizer)
@@ -613,15 +728,22 @@ class MLP:
         over). lr: α0 (default 1e-3, or the instance's ``lr``); each epoch uses the seed's decay
         ``α = α0 / (1 + decay_rate · epoch)``, epoch counted from 0. batch_size: default
         ``min(200, n_samples)``. validation_data: ``(X_val, y_val)``, scored after every epoch.
-        Stops early when the monitored loss (validation if given, else training) has not
-        improved by ``tol`` for ``patience`` epochs in a row (``tol=None`` never stops early).
-        seed: shuffling; progress: a tqdm bar per epoch (``False`` silences it).
+        Early stopping is on by default, as in scikit-learn's MLPClassifier: training stops
+        when the monitored loss (validation if given, else training) has not improved by
+        ``tol`` for ``patience`` epochs in a row, and the model then gets back the weights of
+        its best epoch (``History.best_epoch``); ``tol=None`` always runs ``epochs`` epochs and
+        keeps the last weights. seed: shuffling; progress: a tqdm bar over the epochs on a
+        terminal (``False`` silences it; nothing is written when stderr is not a terminal, so
+        logs stay clean). Other keyword arguments are options of the optimizer named by
+        ``optimizer``; an unknown one is a TypeError listing what ``fit`` and that optimizer
+        accept.
         A non-finite loss raises FloatingPointError naming the epoch, after restoring the
         weights of the last finished epoch. Bad arguments raise before anything changes.
         """
         X = self._check_X(X)
         n = X.shape[0]
         y = self._check_y(y, n)
+        self._check_writable()
         epochs = integer(epochs, "epochs", low=1)
         batch_size = min(200, n) if batch_size is None else integer(batch_size, "batch_size",
                                                                     low=1)
@@ -653,6 +775,7 @@ class MLP:
             opt = optimizer
             lr0 = opt.lr if lr is None else lr
         else:
+            _check_optimizer_options(optimizer, optimizer_kwargs)
             opt = _optim.make(optimizer, 1e-3 if lr is None else lr, **optimizer_kwargs)
             lr0 = opt.lr
         with _serial_kernels():
@@ -669,8 +792,11 @@ class MLP:
         history = History()
         good_params, good_buffers = self.flat_params.copy(), self.flat_buffers.copy()
         best, stale = math.inf, 0
+        lowest, best_params, best_buffers = math.inf, None, None
         start_time = time.perf_counter()
-        bar = tqdm(range(epochs), desc="fit", unit="epoch", disable=not progress, leave=False)
+        # disable=None: tqdm writes only to a terminal (a log file would get \r-joined fragments)
+        bar = tqdm(range(epochs), desc="fit", unit="epoch", disable=None if progress else True,
+                   leave=True)
         try:
             for epoch in bar:
                 opt.lr = lr0 / (1.0 + decay_rate * epoch)
@@ -712,6 +838,15 @@ class MLP:
                         f"to the end of epoch {epoch} (lower the learning rate)")
                 np.copyto(good_params, self.flat_params)
                 np.copyto(good_buffers, self.flat_buffers)
+                if monitored < lowest:
+                    lowest, history.best_epoch = monitored, epoch + 1
+                    if tol is not None and epoch + 1 < epochs:   # weights to go back to
+                        if best_params is None:
+                            best_params = self.flat_params.copy()
+                            best_buffers = self.flat_buffers.copy()
+                        else:
+                            np.copyto(best_params, self.flat_params)
+                            np.copyto(best_buffers, self.flat_buffers)
                 if tol is not None:
                     if monitored < best - tol:
                         best, stale = monitored, 0
@@ -719,6 +854,8 @@ class MLP:
                         best, stale = min(best, monitored), stale + 1
                         if stale >= patience:
                             history.stopped = "no_improvement"
+                            np.copyto(self.flat_params, best_params)
+                            np.copyto(self.flat_buffers, best_buffers)
                             break
         finally:
             bar.close()
@@ -788,8 +925,9 @@ class MLP:
 
     # ------------------------------------------------------------------ persistence --
     def save(self, path):
-        """Write config, parameters and buffers to an ``.npz`` file (no pickle). Returns the
-        path written (numpy appends ``.npz`` when missing)."""
+        """Write config, parameters and buffers to an ``.npz`` file (no pickle, uncompressed).
+        ``.npz`` is appended to ``path`` when missing (as numpy does); returns the path
+        written, which ``load`` accepts with or without the suffix."""
         path = os.fspath(path)
         if not path.endswith(".npz"):
             path += ".npz"
@@ -800,15 +938,70 @@ class MLP:
 
     @classmethod
     def load(cls, path):
-        """The model written by ``save``; it predicts exactly as the saved one did."""
-        with np.load(os.fspath(path), allow_pickle=False) as data:
-            config = json.loads(str(data["config"]))
-            params, buffers = data["flat_params"], data["flat_buffers"]
-        if config.pop("format", None) != _FORMAT:
-            raise ValueError(f"{path}: not an nnfast.MLP file of format {_FORMAT}")
-        model = cls(**config)
-        if params.shape != model.flat_params.shape or buffers.shape != model.flat_buffers.shape:
-            raise ValueError(f"{path}: parameter sizes do not match its config")
+        """The model written by ``save``; it predicts exactly as the saved one did.
+
+        ``path`` may omit the ``.npz`` that ``save`` appended. A file that is not one ``save``
+        wrote raises ``ModelFileError`` (a ValueError) naming the file and the problem. The file
+        is checked before anything is allocated: every array's declared size must fit in the
+        file's bytes and match the sizes its config implies (a small file cannot make ``load``
+        allocate more than its own size); no pickle is ever loaded."""
+        path = os.fspath(path)
+        if not os.path.exists(path) and os.path.exists(path + ".npz"):
+            path += ".npz"
+        try:
+            with zipfile.ZipFile(path) as zf:
+                return cls._load(zf, path, os.path.getsize(path))
+        except zipfile.BadZipFile as exc:
+            raise ModelFileError(path, f"not an .npz (zip) file ({exc})") from None
+        except (EOFError, zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
+            raise ModelFileError(path, f"unreadable archive ({type(exc).__name__}: {exc})") \
+                from None
+
+    @classmethod
+    def _load(cls, zf, path, file_size):
+        members = {}
+        for key in ("config", "flat_params", "flat_buffers"):
+            try:
+                info = zf.getinfo(key + ".npy")
+            except KeyError:
+                raise ModelFileError(path, f"no array {key!r}: not written by MLP.save") from None
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size > file_size:
+                raise ModelFileError(path, f"array {key!r} is compressed or larger than the file "
+                                           "(MLP.save writes it uncompressed)")
+            members[key] = info
+        config = _read_member(zf, members["config"], path, "config", None)
+        if config.dtype.kind != "U" or config.shape != ():
+            raise ModelFileError(path, "config is not a JSON string")
+        try:
+            config = json.loads(str(config))
+        except (ValueError, RecursionError) as exc:
+            raise ModelFileError(path, f"config is not valid JSON ({type(exc).__name__})") \
+                from None
+        if not isinstance(config, dict) or config.pop("format", None) != _FORMAT:
+            raise ModelFileError(path, f"not an nnfast.MLP file of format {_FORMAT}")
+        unknown = set(config) - set(_CONFIG_KEYS)
+        if unknown:
+            raise ModelFileError(path, f"unknown config keys {sorted(unknown)}")
+        sizes, batchnorm = config.get("layer_sizes"), config.get("batchnorm", False)
+        if (not isinstance(sizes, list) or len(sizes) < 2 or not isinstance(batchnorm, bool)
+                or not all(type(n) is int and n >= 1 for n in sizes)):
+            raise ModelFileError(path, "config has no valid layer_sizes (a list of >= 2 "
+                                       "positive ints) and batchnorm (a bool)")
+        try:
+            dtype = np.dtype(config.get("dtype", "float32"))
+        except TypeError:
+            dtype = None
+        if dtype not in (np.float32, np.float64):
+            raise ModelFileError(path, f"config dtype {config.get('dtype')!r} is not float32 "
+                                       "or float64")
+        n_params, n_buffers = _counts(sizes, batchnorm)
+        params = _read_member(zf, members["flat_params"], path, "flat_params", (dtype, n_params))
+        buffers = _read_member(zf, members["flat_buffers"], path, "flat_buffers",
+                               (dtype, n_buffers))
+        try:
+            model = cls(**config)
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(path, f"bad config: {exc}") from None
         model.flat_params[...] = params
         model.flat_buffers[...] = buffers
         return model

@@ -1,7 +1,7 @@
 """Optimizer objects over lists of arrays (seed: "More Optimization Algorithms").
 
 Each optimizer keeps its state (velocity, squares, moments) per parameter array, created lazily
-on the first ``step`` and keyed by the array's position, shape and dtype, and calls the fused
+on the first ``step``, and calls the fused
 in-place kernels of ``nnfast.updates`` once per step over the whole list — the drop-in for another
 trainer's update loop::
 
@@ -10,12 +10,19 @@ trainer's update loop::
         grads = compute_grads(params, X, y)
         opt.step(params, grads)
 
+An optimizer belongs to the arrays of its first ``step``: a later step on other arrays (another
+model's, even of the same shapes) is a ValueError, not a silent reuse of their moments and step
+count — use one optimizer per model, or ``reset()`` it. The arrays are recognized by their memory
+(address, shape, dtype, and the array that owns it, by weak reference), so new views of the same
+memory (``W.reshape(-1)`` each step) are the same parameters.
+
 ``nnfast.MLP`` passes its one flat parameter buffer, so a step is a single kernel call. ``lr`` is
 a plain attribute: learning-rate schedules (the seed's decay) set it between steps. Listed in
 order of increasing complexity; ``style`` chooses whose formula is reproduced: the lecture's
 (``"seed"``), ``torch.optim``'s (``"torch"``) or scikit-learn's (``"sklearn"``).
 """
 import math
+import weakref
 
 import numpy as np
 
@@ -68,21 +75,35 @@ class Optimizer:
         return params, list(grads)
 
     def _states(self, params):
-        """Per state name, the list of state arrays of ``params``; and which were just created."""
+        """Per state name, the list of state arrays of ``params``; and which were just created.
+
+        ``self._state`` maps a position to (memory key, owner weakref, state arrays); a param
+        whose memory is not the one stepped before at that position is a ValueError."""
         fresh = []
         columns = [[] for _ in self.state_names]
+        if self._state and len(params) != len(self._state):
+            raise ValueError(self._foreign(f"it stepped {len(self._state)} arrays, now "
+                                           f"{len(params)} are given"))
         for i, p in enumerate(params):
             if not isinstance(p, np.ndarray):
                 raise TypeError(f"param[{i}] must be a numpy array updated in place, "
                                 f"got {type(p).__name__}")
-            key = (i, p.shape, p.dtype.str)
-            state = self._state.get(key)
-            fresh.append(state is None)
-            if state is None:
-                state = self._state[key] = [np.zeros(p.shape, p.dtype) for _ in self.state_names]
-            for column, arr in zip(columns, state):
+            key, owner = _memory(p)
+            entry = self._state.get(i)
+            if entry is not None and (entry[0] != key or entry[1]() is not owner):
+                raise ValueError(self._foreign(f"param[{i}] is not the array it stepped before"))
+            fresh.append(entry is None)
+            if entry is None:
+                entry = self._state[i] = (key, weakref.ref(owner),
+                                          [np.zeros(p.shape, p.dtype) for _ in self.state_names])
+            for column, arr in zip(columns, entry[2]):
                 column.append(arr)
         return columns, fresh
+
+    def _foreign(self, what):
+        return (f"this {type(self).__name__} holds the state of other arrays ({what}; step "
+                f"count t={self.t}): use one optimizer per set of parameters, or call reset() "
+                "first")
 
     def step(self, params, grads):
         """Update ``params`` (an array or a list of arrays) in place from ``grads``."""
@@ -99,10 +120,11 @@ class Optimizer:
         reference backend, timeit).
         Hyperparameters other than ``lr`` are taken as validated by the constructor."""
         trusted = self._trusted
-        if trusted is None or trusted[0] is not param or trusted[1] is not grad:
+        if (trusted is None or trusted[0] is not param or trusted[1] is not grad
+                or not param.flags.writeable):     # made read-only since: validate again
             self.step(param, grad)
             if param.ndim == 1:
-                self._trusted = (param, grad, self._state[(0, param.shape, param.dtype.str)])
+                self._trusted = (param, grad, self._state[0][2])
             return
         t = self.t + 1
         _backend.kernel("optim", self._kernel_name, param.size)(param, grad, *trusted[2],
@@ -121,6 +143,15 @@ class Optimizer:
 
     def _options(self):
         return {"lr": self.lr}
+
+
+def _memory(p):
+    """(key, owner) of an array's memory: the key is (address, shape, strides, dtype); the owner
+    is the ndarray at the root of ``p.base`` (the array that allocated the memory)."""
+    owner = p
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    return (p.__array_interface__["data"][0], p.shape, p.strides, p.dtype.str), owner
 
 
 class SGD(Optimizer):

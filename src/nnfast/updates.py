@@ -1,8 +1,10 @@
 """Optimizer updates (seed: "More Optimization Algorithms"): one fused pass, in place.
 
 ``param`` and the state arrays (velocity, squares, moments) are float32/float64 arrays of one
-shape and dtype, writable and C-contiguous; they are updated in place and must not share memory.
-``grad`` is only read (any layout). Each function also takes lists of arrays — the whole model
+shape and dtype, plain ndarrays, writable and C-contiguous; they are updated in place and must not
+share memory with each other or with any ``grad`` (ValueError naming both: a kernel would read
+values it already updated, in an order that differs between backends). ``grad`` is only read
+(any layout). Each function also takes lists of arrays — the whole model
 at once, like torch's multi-tensor ("foreach") path; when a model keeps its parameters in one
 flat buffer (``nnfast.MLP`` does), a single call on that buffer updates everything.
 
@@ -17,10 +19,12 @@ except ImportError:  # numpy < 2.0
 
 from . import _backend
 from ._validate import beta as check_beta
-from ._validate import (contiguous, float_array, inplace_array, integer, no_overlap, real,
+from ._validate import (contiguous, disjoint, float_array, inplace_array, integer, real,
                         same_shape)
 
 _STYLES = ("seed", "torch", "sklearn")
+#: Largest Adam step count: ``beta ** step`` takes it as a float (exact up to 2**53).
+MAX_STEP = 2 ** 53
 
 
 def _style(style, allowed=_STYLES):
@@ -52,23 +56,34 @@ def _group(p, g, states, state_names, sfx):
     if g.shape != p.shape:
         same_shape(g, "grad" + sfx, p.shape, "param" + sfx)
     ss = [inplace_array(s, name + sfx, p.dtype, p.shape) for s, name in zip(states, state_names)]
-    if ss:
-        no_overlap([p, *ss], ["param" + sfx] + [name + sfx for name in state_names])
-    return (p, contiguous(g), *ss)
+    g = contiguous(g)
+    disjoint([(p, "param" + sfx)] + [(s, name + sfx) for s, name in zip(ss, state_names)],
+             [(g, "grad" + sfx)])
+    return (p, g, *ss)
 
 
 def _no_overlap_across(groups, suffix, state_names):
     """ValueError if an in-place array of one tensor shares memory with another tensor's
-    (every in-place array is C-contiguous, so byte bounds are exact). O(n log n)."""
-    spans = sorted((*byte_bounds(a), name + sfx)
-                   for (p, _g, *ss), sfx in zip(groups, suffix)
-                   for a, name in zip((p, *ss), ("param", *state_names)) if a.size)
-    end = end_name = None
-    for lo, hi, name in spans:
-        if end is not None and lo < end:
-            raise ValueError(f"{end_name} and {name} share memory; each must be its own array")
+    in-place array or grad (every array here is C-contiguous, so byte bounds are exact; grads
+    may overlap each other: they are only read). O(n log n)."""
+    spans = sorted((*byte_bounds(a), written, name + sfx)
+                   for (p, g, *ss), sfx in zip(groups, suffix)
+                   for a, name, written in zip((p, g, *ss), ("param", "grad", *state_names),
+                                               (True, False) + (True,) * len(ss)) if a.size)
+    ends = {True: (None, None), False: (None, None)}   # furthest end so far, per kind
+    for lo, hi, written, name in spans:
+        for kind in ((True, False) if written else (True,)):
+            end, end_name = ends[kind]
+            if end is not None and lo < end:
+                if not kind:
+                    raise ValueError(f"{name} shares memory with {end_name}; a kernel writing "
+                                     f"{name} would change {end_name} while it reads it")
+                other = ("each must be its own array" if written else f"a kernel writing "
+                         f"{end_name} would change {name} while it reads it")
+                raise ValueError(f"{end_name} shares memory with {name}; {other}")
+        end, _ = ends[written]
         if end is None or hi > end:
-            end, end_name = hi, name
+            ends[written] = (hi, name)
 
 
 def _run(name, groups, *scalars):
@@ -154,7 +169,7 @@ def adam_update(param, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
     >>> nnfast.adam_update(p, g, m, v, step=1, lr=0.1); p   # first step moves by ≈ lr
     array([-0.1, -0.1, -0.1, -0.1], dtype=float32)
     """
-    step = integer(step, "step", low=1)
+    step = integer(step, "step", low=1, high=MAX_STEP)
     lr = real(lr, "lr", 0.0)
     beta1 = check_beta(beta1, "beta1")
     beta2 = check_beta(beta2, "beta2")

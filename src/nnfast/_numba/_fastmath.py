@@ -48,6 +48,12 @@ _INLINE = dict(_JIT, inline="always")
 # cover: a damaged one stopped every later compilation.)
 _OVERLOAD = {"fastmath": FASTMATH, "error_model": "numpy"}
 SUM_FASTMATH = FASTMATH | {"reassoc"}
+#: For kernels that divide by a square root (optimizers, batch norm): without ``arcp`` LLVM keeps
+#: ``x / sqrt(y)`` a true sqrt and division. With it, it emits a reciprocal-square-root estimate
+#: and a Newton step, ``r·(1.5 - 0.5·y·r²)``, which is NaN for y = inf (inf·0) where NumPy gives
+#: x / inf = 0: float32 Adam/RMSprop with grad = 1e30, eps = 1e300 or an inf second moment, batch
+#: norm with an inf running variance (issue 7). ``afn`` alone does not do this (tried).
+SQRT_FASTMATH = FASTMATH - {"arcp"}
 
 #: Fixed chunk length for parallel loops (independent of the thread count: deterministic sums).
 CHUNK = 1 << 14

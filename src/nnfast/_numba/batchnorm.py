@@ -9,9 +9,9 @@ import numpy as np
 
 from . import _fastmath as fm
 from ._cache import njit
-from ._fastmath import FASTMATH
+from ._fastmath import SQRT_FASTMATH
 
-_JIT = {"fastmath": FASTMATH, "error_model": "numpy", "cache": True}
+_JIT = {"fastmath": SQRT_FASTMATH, "error_model": "numpy", "cache": True}
 
 
 @njit(**_JIT)

@@ -13,9 +13,14 @@ from numba import prange
 
 from . import _fastmath as fm
 from ._cache import njit
-from ._fastmath import CHUNK, FASTMATH, PARALLEL_MIN
+from ._fastmath import CHUNK, PARALLEL_MIN, SQRT_FASTMATH
 
-_JIT = {"fastmath": FASTMATH, "error_model": "numpy", "cache": True}
+# SQRT_FASTMATH (no ``arcp``): x / sqrt(y) stays a true sqrt and division, so y = inf gives 0 as
+# NumPy does, not the NaN of LLVM's rsqrt estimate (issue 7). Measured cost (min of 15x200 calls,
+# kernel alone, 1e4 float32 elements, 2-core EPYC with AVX-512, machine shared): rmsprop 2.1 ->
+# 3.1 µs, adam 3.1 -> 3.35 µs; float64 unchanged (8.9, 9.2 µs). Tried instead: keeping ``arcp``
+# and selecting 0 where the denominator is inf: rmsprop 2.9 µs, adam 3.8 µs.
+_JIT = {"fastmath": SQRT_FASTMATH, "error_model": "numpy", "cache": True}
 _PAR = dict(_JIT, parallel=True)
 
 
