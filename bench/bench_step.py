@@ -3,8 +3,8 @@
 Groups ``step-<layer sizes>-b<batch>``: one mini-batch step of an MLP with ReLU hidden layers
 and a softmax output, for each nnfast backend (``numba`` is the compiled Numba whole-step
 kernel; ``auto`` runs networks on the Cython kernels: ``_backend.NETWORK_ORDER``), the NumPy
-``reference`` backend, and as yardsticks: ``gemms`` — the same step's matrix products alone (np.matmul into preallocated arrays: the floor a step can approach),
-``torch-eager`` (torch.nn + ``torch.optim.Adam(fused=True)``), ``torch-compile`` (the same,
+``reference`` backend, and as yardsticks: ``gemms`` — the same step's matrix products alone
+(np.matmul into preallocated arrays: the floor a step can approach), ``torch-eager`` (torch.nn + ``torch.optim.Adam(fused=True)``), ``torch-compile`` (the same,
 forward and backward through ``torch.compile``) and ``jax-jit`` (a ``jax.jit``
 step with ``optax.adam``), on the same weights and batch, when those are installed.
 
