@@ -4,9 +4,10 @@ Groups ``step-<layer sizes>-b<batch>``: one mini-batch step of an MLP with ReLU 
 and a softmax output, for each nnfast backend (``numba`` is the compiled Numba whole-step
 kernel; ``auto`` runs networks on the Cython kernels: ``_backend.NETWORK_ORDER``), the NumPy
 ``reference`` backend, and as yardsticks: ``gemms`` — the same step's matrix products alone
-(np.matmul into preallocated arrays: the floor a step can approach), ``torch-eager`` (torch.nn + ``torch.optim.Adam(fused=True)``), ``torch-compile`` (the same,
-forward and backward through ``torch.compile``) and ``jax-jit`` (a ``jax.jit``
-step with ``optax.adam``), on the same weights and batch, when those are installed.
+(np.matmul into preallocated arrays: the floor a step can approach), ``torch-eager``
+(torch.nn + ``torch.optim.Adam(fused=True)``), ``torch-compile`` (the same, forward and backward
+through ``torch.compile``) and ``jax-jit`` (a ``jax.jit`` step with ``optax.adam``), on the same
+weights and batch, when those are installed.
 
 Group ``fit-digits``: scikit-learn's digits, hidden (128, 64), Adam, batch 64, 100 epochs:
 ``nnfast`` (MLP.fit) against ``sklearn`` (MLPClassifier with the same settings and no early
