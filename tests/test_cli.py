@@ -96,8 +96,9 @@ def test_kernel_rows_stream_one_measurement_at_a_time(monkeypatch):
 
 def test_sig_and_seconds_formatting():
     assert [_bench.sig(x) for x in (0.004234, 0.4234, 4.234, 42.34, 423.4, 4234.0)] == [
-        "0.0042", "0.42", "4.2", "42", "423", "4234"]
+        "0.0042", "0.42", "4.2", "42", "420", "4200"]
     assert _bench.sig(3.2e-5) == "3.2e-05" and _bench.sig(None) == "-"
+    assert _bench.sig(0.996) == "1.0" and _bench.sig(99.6) == "100" and _bench.sig(-0.42) == "-0.42"
     assert _bench.format_seconds(0.0123) == "12.3ms" and _bench.format_seconds(4.2e-8) == "42.0ns"
 
 

@@ -484,6 +484,7 @@ def sig(x, digits=2):
         return "-"
     if x == 0 or not math.isfinite(x):
         return str(x)
+    x = float(f"{x:.{digits}g}")   # round first: 0.996 -> 1.0, whose magnitude is 0
     magnitude = math.floor(math.log10(abs(x)))
     if not -3 <= magnitude < 5:
         return f"{x:.{digits - 1}e}"
