@@ -8,7 +8,8 @@ README's groups — optimizer updates, fused activation pairs, softmax cross-ent
 call overhead, two training steps and the digits fit — saves the run's JSON (``--json``, kept
 for ``nnfast report --baseline`` later) and prints a Markdown section: the CPU and SIMD level
 pytest-benchmark recorded for the run, the date, and per group the NumPy reference's median time
-and ± IQR and every implementation's speedup over it (median ÷ median). Peers (torch, JAX,
+and ± IQR and every implementation's speedup over it (median ÷ median), followed by "(±N%)"
+where that implementation's own IQR exceeds 10% of its median (a noisy figure). Peers (torch, JAX,
 optax) appear when installed: ``pip install ".[peers]"``.
 
 Run it with ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` where those pin OpenBLAS to another
@@ -44,6 +45,15 @@ def simd_level(flags):
     return "baseline"
 
 
+NOISY = 0.10
+
+
+def _noisy(rec):
+    """" (±N%)" after a speedup whose implementation's IQR exceeds ``NOISY`` of its median."""
+    spread = rec.iqr / rec.median if rec.median else 0.0
+    return f" (±{report.sig(100 * spread)}%)" if spread > NOISY else ""
+
+
 def section(run_path, label=""):
     """The Markdown section for the README from one ``--benchmark-json`` run."""
     with open(run_path, encoding="utf-8") as fh:
@@ -58,12 +68,14 @@ def section(run_path, label=""):
     lines = [f"CPU: {brand}, {cores} cores, {simd_level(cpu.get('flags', []))} "
              f"(as recorded by pytest-benchmark); {when}; float32."
              + (f" {label}" if label else ""), "",
-             "| group | NumPy reference (median ± IQR) | speedup over it (median ÷ median) |",
+             "| group | baseline: NumPy, or sklearn (median ± IQR) "
+             "| speedup over it (median ÷ median) |",
              "|---|---|---|"]
     for group, (base, rec, ratios) in table.items():
         order = sorted(ratios, key=lambda impl: (impl not in ("numba", "cython", "auto"),
                                                  -ratios[impl]))
-        cells = ", ".join(f"{impl} {report.sig(ratios[impl])}×" for impl in order)
+        cells = ", ".join(f"{impl} {report.sig(ratios[impl])}×" + _noisy(by[(group, impl)])
+                          for impl in order)
         gemms = by.get((group, "gemms"))
         auto = by.get((group, "auto"))
         if gemms and auto:

@@ -39,7 +39,8 @@ def test_bench_quick_prints_rows_with_speedups_and_rates(capsys):
         timed = re.compile(rf" {backend} +[\d.]+(ns|us|ms|s) ")
         assert sum(bool(timed.search(line)) for line in lines) == 6
     assert "GB/s" in out and "GFLOP/s" in out
-    assert "0.00" not in out and "\r" not in out   # significant figures; no bar in a log
+    assert not re.search(r"(?<![\d.])0\.0+(?!\d)", out)   # significant figures: no "0.00"
+    assert "\r" not in out                                   # no progress bar in a log
 
 
 def test_bench_default_covers_every_kernel_and_the_step(capsys):
@@ -83,6 +84,21 @@ def test_bench_json_rows_are_consistent(capsys):
         assert row["of_gemms"] == pytest.approx(row["median"] / steps[0]["median"])
 
 
+def test_bench_starts_with_the_machine_context(capsys):
+    argv = ["bench", "--quick", "--sizes", "100", "--repeat", "2", "--no-step",
+            "--kernels", "relu"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    head, _, rest = out.partition("kernels:")
+    assert "\n  cpu: " in head and "SIMD: " in head and "cores usable: " in head
+    assert "\n  BLAS: " in head and " threads" in head
+    assert re.search(r"SGEMM 1024³: 1 thread [\d.]+ GFLOP/s ±[\d.]+%, "
+                     r"all threads [\d.]+ GFLOP/s", head)
+    assert re.search(r"copy bandwidth \(64 MiB, read \+ write\): 1 thread [\d.]+ GB/s", head)
+    # with the context measured, a kernel's rate is also a fraction of the copy bandwidth
+    assert re.search(r"\nrelu +1e2 reference .* GB/s +[\d.]+%\n", rest)
+
+
 def test_kernel_rows_stream_one_measurement_at_a_time(monkeypatch):
     timed = []
     monkeypatch.setattr(_bench, "time_calls",
@@ -96,8 +112,9 @@ def test_kernel_rows_stream_one_measurement_at_a_time(monkeypatch):
 
 def test_sig_and_seconds_formatting():
     assert [_bench.sig(x) for x in (0.004234, 0.4234, 4.234, 42.34, 423.4, 4234.0)] == [
-        "0.0042", "0.42", "4.2", "42", "423", "4234"]
+        "0.0042", "0.42", "4.2", "42", "420", "4200"]
     assert _bench.sig(3.2e-5) == "3.2e-05" and _bench.sig(None) == "-"
+    assert _bench.sig(0.996) == "1.0" and _bench.sig(99.6) == "100" and _bench.sig(-0.42) == "-0.42"
     assert _bench.format_seconds(0.0123) == "12.3ms" and _bench.format_seconds(4.2e-8) == "42.0ns"
 
 

@@ -484,6 +484,7 @@ def sig(x, digits=2):
         return "-"
     if x == 0 or not math.isfinite(x):
         return str(x)
+    x = float(f"{x:.{digits}g}")   # round first: 0.996 -> 1.0, whose magnitude is 0
     magnitude = math.floor(math.log10(abs(x)))
     if not -3 <= magnitude < 5:
         return f"{x:.{digits - 1}e}"
@@ -509,8 +510,9 @@ def _spread(row):
 
 
 def format_context(ctx, repeat):
-    blas = "; ".join(f"{p['internal_api']} {p['version'] or ''} ({p['user_api']}, "
-                     f"{p['num_threads']} threads, arch {p['architecture'] or '-'})"
+    blas = "; ".join(" ".join(filter(None, (p["internal_api"], p["version"])))
+                     + f" ({p['user_api']}, {p['num_threads']} threads"
+                     + (f", arch {p['architecture']})" if p["architecture"] else ")")
                      for p in ctx["blas"]) or "none found"
     g1, ga = ctx["gemm_gflops_1"], ctx["gemm_gflops_all"]
     c1, ca = ctx["copy_gbps_1"], ctx["copy_gbps_all"]

@@ -8,7 +8,8 @@
 (``python -m nnfast.report`` is the same command.) Every benchmark of ``bench/`` records its
 implementation in ``extra_info["backend"]`` and shares its group (``kernel-dtype-size``) with
 its baseline: the plain NumPy expression ``numpy`` where the group has one, else the NumPy
-``reference`` backend. A speedup is the baseline's median time ÷ the implementation's median.
+``reference`` backend (scikit-learn's ``MLPClassifier`` in ``fit-digits``). A speedup is the
+baseline's median time ÷ the implementation's median.
 
 A comparison of two runs takes each benchmark's median in both, and its noise from the runs'
 own spread: the larger of the two interquartile ranges. A change is flagged as a regression
@@ -24,7 +25,8 @@ import os
 import sys
 from typing import NamedTuple
 
-BASELINES = ("numpy", "reference")
+#: A group's baseline: the first of these it has ("sklearn": the fit-digits group).
+BASELINES = ("numpy", "reference", "sklearn")
 DTYPES = ("float32", "float64")
 
 
