@@ -48,5 +48,17 @@ with nnfast.use_backend('cython'):
     np.testing.assert_allclose(nnfast.sigmoid(x), 1 / (1 + np.exp(-x)), rtol=1e-5)
 print('manylinux wheel check passed')
 "
+# Training from the installed wheel, twice per backend in separate processes: the second
+# process meets the Numba cache the first one wrote in site-packages (issue 6).
+for backend in auto numba auto numba; do
+  CC=/bin/false CXX=/bin/false PATH="$work/wheelenv/bin:/usr/bin:/bin" NNFAST_BACKEND=$backend \
+    "$work/wheelenv/bin/python" -c "
+import numpy as np, nnfast
+rng = np.random.default_rng(0)
+X = rng.standard_normal((32, 6)).astype(np.float32); y = rng.integers(0, 3, 32)
+model = nnfast.MLP([6, 8, 3], seed=0)
+print(nnfast.get_backend(), 'train_step from the wheel:', model.train_step(X, y, nnfast.optim.Adam()))
+"
+done
 cp "$repaired" "$out/"
 echo "manylinux wheel: $out/$(basename "$repaired")"
