@@ -220,3 +220,54 @@ def test_every_cached_kernel_has_the_damage_guards():
                     "SafeFunctionCache", f"{name}.{attr} is cached without the guards"
                 guarded += not isinstance(cache, NullCache)
     assert guarded > 30
+
+
+def test_each_signature_has_its_own_data_file(tmp_path, monkeypatch):
+    """Numba numbers a new entry's data file by the first number free in the index it read, so
+    two processes that read the index before either saved gave float32 and float64 the same
+    file, and interleaved writes could map one signature to the other's code (seen as a SIGSEGV
+    of a fresh process after concurrent test runs). Here two writers that both read an empty
+    index save different signatures: each must keep its own file and load its own data."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    from nnfast._numba import losses
+
+    cache = losses._sce_serial._cache
+    file_a = cache._cache_file
+    file_b = type(file_a)(cache_path=tmp_path, filename_base="probe",
+                          source_stamp=file_a._source_stamp)
+    file_a = type(file_a)(cache_path=tmp_path, filename_base="probe",
+                          source_stamp=file_a._source_stamp)
+    stale = {}
+    monkeypatch.setattr(file_b, "_load_index", lambda: dict(stale))   # B read before A saved
+    file_a.save(("float32 signature",), {"code": "A"})
+    file_b.save(("float64 signature",), {"code": "B"})
+    names = {f for f in os.listdir(tmp_path) if f.endswith(".nbc")}
+    assert len(names) == 2, names
+    fresh = type(file_a)(cache_path=tmp_path, filename_base="probe",
+                         source_stamp=file_a._source_stamp)
+    # B's index (written last, from its stale read) kept only its own entry, pointing at its code
+    assert fresh.load(("float64 signature",)) == {"code": "B"}
+    assert fresh.load(("float32 signature",)) is None          # lost: recompiled, never crossed
+
+
+def test_concurrent_processes_compiling_different_dtypes(tmp_path):
+    """Processes training float32 and float64 models into one empty cache at once, twice, then
+    a warm process of each dtype."""
+    cache = tmp_path / "cache"
+    jobs = []
+    for round_ in range(2):
+        for dtype in ("float32", "float64"):
+            d = tmp_path / f"{dtype}-{round_}"
+            d.mkdir()
+            jobs.append((dtype, d))
+    outputs = {}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        runs = {pool.submit(_run, TRAIN, cache, d, backend="numba", dtype=dtype,
+                            outputs=("softmax",), path="m.npz"): dtype for dtype, d in jobs}
+        for run in runs:
+            outputs.setdefault(runs[run], []).append(run.result())
+    for dtype, outs in outputs.items():
+        warm = _run(TRAIN, cache, tmp_path, backend="numba", dtype=dtype, outputs=("softmax",),
+                    path="m.npz")
+        for out in outs:
+            _assert_same(warm, out, exact=False)

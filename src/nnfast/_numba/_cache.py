@@ -26,14 +26,17 @@ The policy, all of it here (README, "Numba's cache"):
   (``losses._sce_serial``) serve such callers; tests/test_numba_cache.py checks every kernel.
 - A damaged entry (cut short by a killed process, garbage, an index that does not unpickle) is
   treated as missing: the kernel is recompiled and the entry rewritten (``njit`` gives each
-  kernel's cache these two guards). Numba writes index and data through a temporary file and
-  ``os.replace``, so processes compiling at once never read a half-written file; the last
-  writer's index wins and the other's entry is compiled again later.
+  kernel's cache these guards). Numba writes index and data through a temporary file and
+  ``os.replace``, so processes compiling at once never read a half-written file; data files are
+  named by their signature (``SafeCacheFile.save``), so processes compiling different signatures
+  at once cannot cross their entries; the last writer's index wins and the other's entry is
+  compiled again later.
 - Where: ``NUMBA_CACHE_DIR`` if set, else ``__pycache__`` beside the sources if writable, else
   Numba's user-wide directory (``~/.cache/numba``); ``nnfast info`` prints it. A directory that
   cannot be written is skipped: kernels are then compiled in every process. Deleting the
   ``*.nbi``/``*.nbc`` files there starts afresh; nothing else depends on them.
 """
+import hashlib
 import os
 
 _DIR = os.path.dirname(os.path.abspath(__file__))
@@ -118,6 +121,21 @@ def _make_guards():
                 return super()._load_index()
             except Exception:        # noqa: BLE001 - any damage means "no usable entries"
                 return {}
+
+        def save(self, key, data):
+            """Numba names a new entry's data file by the first number its index does not
+            use: two processes that read the index before either wrote it give their different
+            signatures the same file, and if their writes interleave (index A, index B, data B,
+            data A) the index maps B's signature to A's machine code, which crashes when called.
+            Here the file is named by the signature itself and written before the index entry
+            that points to it, so an entry can only ever lead to its own code; concurrent
+            writers can at worst drop each other's index entries (recompiled on next use)."""
+            digest = hashlib.sha256(repr(key).encode("utf-8", "backslashreplace")).hexdigest()
+            data_name = self._data_name(int(digest[:15], 16))
+            self._save_data(data_name, data)
+            overloads = self._load_index()
+            overloads[key] = data_name
+            self._save_index(overloads)
 
     class SafeFunctionCache(base_cache):
         def load_overload(self, sig, target_context):
