@@ -222,3 +222,20 @@ def test_deterministic_and_thread_safe(backend, dtype):
         for i, (a, b) in enumerate(zip(r, first)):
             np.testing.assert_array_equal(a, b, err_msg=f"backend {backend}, {dtype}: result "
                                                         f"{i} differs when run in 4 threads")
+
+
+def test_numba_uses_tbb_where_its_wheel_is_installed():
+    """nnfast._numba._threading: with the tbb wheel present Numba must run on TBB (work
+    stealing), not fall back to omp, whose parallel kernels wait a scheduler slice (16-20 ms)
+    whenever another process holds a core (bench/bench_contention.py)."""
+    require_backend("numba")
+    from nnfast._numba._threading import load_tbb
+
+    if not load_tbb():
+        pytest.skip("the tbb wheel is not installed here")
+    r = _python("import numpy as np, numba, nnfast\n"
+                "with nnfast.use_backend('numba'):\n"
+                "    nnfast.relu(np.ones(2**18))\n"
+                "print(numba.threading_layer())")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["tbb"]

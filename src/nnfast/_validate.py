@@ -84,11 +84,16 @@ def disjoint(written, others):
     written: (array, name) pairs, checked against each other and against ``others``, the
     (array or None, name) pairs the kernel reads."""
     for i, (w, wname) in enumerate(written):
-        for j, (x, xname) in enumerate(list(written[i + 1:]) + list(others)):
-            if x is not None and x.size and w.size and shares_memory(w, x):
-                why = ("each must be its own array" if j < len(written) - i - 1 else
-                       f"a kernel writing {wname} would change {xname} while it reads it")
-                raise ValueError(f"{wname} shares memory with {xname}; {why}")
+        if not w.size:
+            continue
+        for x, xname in written[i + 1:]:
+            if x.size and shares_memory(w, x):
+                raise ValueError(f"{wname} shares memory with {xname}; each must be its own "
+                                 "array")
+        for x, xname in others:
+            if x is not None and x.size and shares_memory(w, x):
+                raise ValueError(f"{wname} shares memory with {xname}; a kernel writing "
+                                 f"{wname} would change {xname} while it reads it")
 
 
 def same_shape(x, name, shape, other="the input"):

@@ -7,8 +7,10 @@ them (see ``_fastmath`` for exp/tanh/sigmoid), and large arrays are split over t
 import numba
 
 from ._cache import install as _install_cache
+from ._threading import load_tbb as _load_tbb
 
 _install_cache()   # before any kernel module defines its cached functions
+_load_tbb()        # before Numba starts its threads: TBB's layer where installed (_threading)
 
 
 def set_num_threads(n):
