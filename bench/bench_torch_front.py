@@ -9,8 +9,13 @@ group ``torch-<optimizer>-float32-<parameters>``: ``nnfast`` (``nnfast.torch.<op
 Every implementation steps the same model from the same weights; only the step is timed.
 
 The groups have no NumPy baseline, so the ratios table of ``bench/conftest.py`` skips them; read
-the ratios off the min column (the README's "Use from PyTorch" table is one such run).
+the ratios off the min column. On a shared machine, load changes between benchmarks move whole
+groups; ``python -m bench.bench_torch_front`` instead interleaves the implementations step by
+step (each meets the same load) and prints the README's "Use from PyTorch" table: torch's min
+step time ÷ nnfast's.
 """
+import time
+
 import pytest
 
 from .harness import UNTIMED_MAX, label
@@ -22,7 +27,7 @@ IMPLS = {"nnfast": None, "torch-fused": dict(fused=True), "torch-foreach": dict(
          "torch-for-loop": dict(foreach=False)}
 BATCH = 32
 #: pedantic rounds per size: enough for a stable minimum, short enough for 1e7
-ROUNDS = {10**4: 200, 10**5: 100, 10**6: 20, 10**7: 8}
+ROUNDS = {10**4: 300, 10**5: 200, 10**6: 40, 10**7: 15}
 
 
 def _loop(torch, name, impl, size):
@@ -65,3 +70,45 @@ def test_torch_front_step(benchmark, name, impl, size):
     setup, step = _loop(torch, name, impl, size)
     benchmark.pedantic(step, setup=setup, rounds=1 if benchmark.disabled else ROUNDS[size],
                        iterations=1, warmup_rounds=0 if benchmark.disabled else 1)
+
+
+def interleaved_table(sizes=SIZES, rounds=None):
+    """Markdown rows: per optimizer and size, nnfast's min step time and torch's ÷ nnfast's,
+    all implementations stepping in turn (setup untimed), ``rounds or ROUNDS[size]`` steps
+    each."""
+    import torch
+    rows = ["| optimizer | parameters | nnfast step | torch fused | torch foreach | "
+            "torch for-loop |", "|---|---|---|---|---|---|"]
+    for name in OPTIMIZERS:
+        for size in sizes:
+            impls = [i for i in IMPLS if not (i == "torch-fused" and name == "RMSprop")]
+            loops = {i: _loop(torch, name, i, size) for i in impls}
+            best = dict.fromkeys(impls, float("inf"))
+            for _ in range(rounds or ROUNDS[size]):
+                for impl, (setup, step) in loops.items():
+                    setup()
+                    start = time.perf_counter()
+                    step()
+                    best[impl] = min(best[impl], time.perf_counter() - start)
+            del loops
+            ours = best["nnfast"]
+            cells = [f"{best[i] / ours:.2f}×" if i in best else "—"
+                     for i in ("torch-fused", "torch-foreach", "torch-for-loop")]
+            shown = f"{ours * 1e6:.0f} µs" if ours < 1e-3 else f"{ours * 1e3:.1f} ms"
+            settings = ", ".join(f"{k}={v}" for k, v in OPTIMIZERS[name].items())
+            rows.append(f"| {name} ({settings}) | {label(size)} | {shown} | "
+                        + " | ".join(cells) + " |")
+            print(rows[-1], flush=True)
+    return rows
+
+
+def test_interleaved_table_runs():
+    """The README's table maker, at the smallest size for two steps (so that it cannot rot)."""
+    pytest.importorskip("torch", reason="torch is not installed: nnfast.torch is not "
+                                        "benchmarked (pip install 'nnfast[torch]')")
+    rows = interleaved_table(sizes=SIZES[:1], rounds=2)
+    assert len(rows) == 2 + len(OPTIMIZERS) and all(r.count("|") == 7 for r in rows), rows
+
+
+if __name__ == "__main__":
+    interleaved_table()

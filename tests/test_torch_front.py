@@ -271,6 +271,25 @@ def test_replaced_tensors(cls):
 
 
 @needs_torch
+def test_non_contiguous_gradient_is_served(monkeypatch):
+    """A transposed gradient of a contiguous parameter is read by nnfast (no fallback)."""
+    ours = torch.nn.Parameter(torch.linspace(-1, 1, 35).reshape(7, 5))
+    theirs = torch.nn.Parameter(ours.detach().clone())
+    opt, ref = nt.Adam([ours], lr=0.1), torch.optim.Adam([theirs], lr=0.1)
+    calls = _spy(monkeypatch, UPDATE["Adam"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", nt.FallbackWarning)
+        for step in range(3):
+            g = torch.linspace(-2, 1 + step, 35).reshape(5, 7).t()
+            assert not g.is_contiguous()
+            ours.grad, theirs.grad = g, g.clone()
+            opt.step()
+            ref.step()
+    assert len(calls) == 3
+    torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=1e-5, atol=1e-6)
+
+
+@needs_torch
 def test_zero_grad_and_hooks():
     """zero_grad and step hooks are torch's: hooks run once per step."""
     p = torch.nn.Parameter(torch.ones(3))

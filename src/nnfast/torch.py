@@ -5,9 +5,10 @@ holds) and inherits everything but ``step``: the constructor with its defaults a
 groups, ``state_dict``/``load_state_dict`` (state keys and the tensor ``'step'`` are torch's, so
 a state dict saved by either loads in the other), ``zero_grad``, hooks, LR schedulers (``step``
 reads ``group["lr"]`` every time). ``step`` views each parameter, gradient and state tensor as a
-NumPy array (``t.detach().numpy()``: the same memory, no copy) and updates them in place with one
-``nnfast.updates`` call per param group (``style="torch"`` reproduces torch's arithmetic;
-``tests/test_torch_front.py`` checks 100 steps against torch).
+NumPy array (``t.detach().numpy()``: the same memory, no copy; only a non-contiguous gradient is
+read through a contiguous copy) and updates them in place with one ``nnfast.updates`` call per
+param group (``style="torch"`` reproduces torch's arithmetic; ``tests/test_torch_front.py``
+checks 100 steps against torch).
 
 What the kernels do not serve is updated by torch's own implementation of the class, with a
 ``FallbackWarning`` (once per optimizer and reason) — never refused, never approximated:
