@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+import nnfast
 from nnfast import MLP, selection
 
 
@@ -71,6 +72,12 @@ def test_sweep_is_the_same_serially_and_in_parallel():
     assert np.array_equal(serial.best_model.flat_params, parallel.best_model.flat_params)
     other_seed = selection.choose_lambda(X[:60], y[:60], X[60:], y[60:], lams, seed=8, **OPTS)
     assert other_seed.table != serial.table
+    # the workers run on the caller's backend, not on their own default
+    with nnfast.use_backend("reference"):
+        ref_serial = selection.choose_lambda(X[:60], y[:60], X[60:], y[60:], lams, seed=7, **OPTS)
+        ref_parallel = selection.choose_lambda(X[:60], y[:60], X[60:], y[60:], lams, seed=7,
+                                               n_jobs=2, **OPTS)
+    assert ref_serial.table == ref_parallel.table
 
 
 def test_k_fold_form():

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._backend import network_backend, use_backend
 from ._validate import integer, real
 from .model import MLP
 
@@ -91,12 +92,21 @@ def _train_and_score(mlp, fit, l2, X_train, y_train, X_cv, y_cv):
             accuracy(model, X_cv, y_cv))
 
 
+def _in_backend(backend, f, args):
+    with use_backend(backend):
+        return f(*args)
+
+
 def _run(tasks, n_jobs):
-    """Runs (function, args) tasks, in order, serially or through joblib."""
+    """Runs (function, args) tasks, in order, serially or through joblib. Every task runs on the
+    caller's network backend: a worker process starts on "auto", and another backend's kernels
+    round differently, which would make the table depend on n_jobs."""
+    backend = network_backend()
     if n_jobs is None or n_jobs == 1:
-        return [f(*args) for f, args in tasks]
+        return [_in_backend(backend, f, args) for f, args in tasks]
     from joblib import Parallel, delayed
-    return Parallel(n_jobs=n_jobs, prefer=_PREFER)(delayed(f)(*args) for f, args in tasks)
+    return Parallel(n_jobs=n_jobs, prefer=_PREFER)(delayed(_in_backend)(backend, f, args)
+                                                  for f, args in tasks)
 
 
 def _check_pair(X, y, name_X, name_y):
