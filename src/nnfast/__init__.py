@@ -15,6 +15,7 @@ from .losses import (l2_penalty, mean_squared_error, sigmoid_binary_cross_entrop
                      softmax_cross_entropy)
 from .model import History, MLP, ModelFileError
 from . import optim
+from . import selection
 from .updates import (adam_update, inverse_time_decay, momentum_update, rmsprop_update,
                       sgd_update)
 
@@ -28,5 +29,5 @@ __all__ = [
     "softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error", "l2_penalty",
     "dense_forward", "dense_backward", "batchnorm_forward", "batchnorm_backward",
     "sgd_update", "momentum_update", "rmsprop_update", "adam_update", "inverse_time_decay",
-    "MLP", "History", "ModelFileError", "optim", "gradcheck",
+    "MLP", "History", "ModelFileError", "optim", "gradcheck", "selection",
 ]

@@ -1,0 +1,216 @@
+"""nnfast.selection: choose_lambda, learning_curve, diagnose."""
+import numpy as np
+import pytest
+
+import nnfast
+from nnfast import MLP, selection
+
+
+def _blobs(n, dtype, seed=0):
+    """Three noisy, overlapping Gaussian classes in 4 dimensions."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    centers = rng.normal(0, 1.0, (3, 4))
+    X = centers[y] + rng.normal(0, 1.0, (n, 4))
+    return X.astype(dtype), y
+
+
+OPTS = dict(layer_sizes=[4, 8, 3], epochs=5, batch_size=16, lr=0.01)
+
+
+@pytest.fixture(params=["float32", "float64"])
+def data(request):
+    X, y = _blobs(120, request.param)
+    return request.param, X[:80], y[:80], X[80:], y[80:]
+
+
+def test_default_grid_is_the_seeds():
+    grid = selection.DEFAULT_LAMBDAS
+    assert len(grid) == 11
+    assert grid[0] == pytest.approx(0.01) and grid[-1] == pytest.approx(10.24)
+    assert np.allclose(np.array(grid[1:]) / np.array(grid[:-1]), 2.0)
+
+
+def test_choose_lambda_picks_the_lowest_unregularized_cv_cost(data):
+    dtype, Xt, yt, Xc, yc = data
+    lams = [0.01, 0.3, 3.0, 30.0]
+    res = selection.choose_lambda(Xt, yt, Xc, yc, lams, dtype=dtype, **OPTS)
+    assert [row["lambda"] for row in res.table] == lams
+    assert res.best_lambda == lams[int(np.argmin(res.cv_cost))]
+    assert res.best_model.l2 == res.best_lambda and res.best_model.dtype == np.dtype(dtype)
+    # the table's numbers are the best model's own, without the L2 term
+    best = res.table[lams.index(res.best_lambda)]
+    plain = res.best_model.copy()
+    plain_cfg = plain.get_config()
+    plain_cfg["l2"] = 0.0
+    zero = MLP(**plain_cfg)
+    zero.flat_params[...] = res.best_model.flat_params
+    assert best["cv_cost"] == zero.loss(Xc, yc)
+    assert best["train_cost"] == zero.loss(Xt, yt)
+    assert best["cv_accuracy"] == np.mean(res.best_model.predict(Xc) == yc)
+    # with a large λ the regularized objective differs from the reported cost
+    assert res.best_model.loss(Xc, yc) > best["cv_cost"]
+    # λ = 30 shrinks the weights far enough to underfit: a higher training cost than λ = 0.01
+    assert res.table[3]["train_cost"] > res.table[0]["train_cost"]
+
+
+def test_unregularized_cost_equals_loss_with_l2_zero():
+    X, y = _blobs(40, "float64")
+    model = MLP([4, 5, 3], l2=2.0, dtype="float64", seed=1)
+    twin = MLP([4, 5, 3], l2=0.0, dtype="float64", seed=1)
+    assert selection.unregularized_cost(model, X, y) == twin.loss(X, y)
+    assert model.loss(X, y) > twin.loss(X, y)
+
+
+def test_sweep_is_the_same_serially_and_in_parallel():
+    X, y = _blobs(90, "float32", seed=3)
+    lams = [0.01, 1.0, 10.0]
+    serial = selection.choose_lambda(X[:60], y[:60], X[60:], y[60:], lams, seed=7, **OPTS)
+    parallel = selection.choose_lambda(X[:60], y[:60], X[60:], y[60:], lams, seed=7, n_jobs=2,
+                                       **OPTS)
+    assert serial.table == parallel.table
+    assert np.array_equal(serial.best_model.flat_params, parallel.best_model.flat_params)
+    other_seed = selection.choose_lambda(X[:60], y[:60], X[60:], y[60:], lams, seed=8, **OPTS)
+    assert other_seed.table != serial.table
+    # the workers run on the caller's backend, not on their own default
+    with nnfast.use_backend("reference"):
+        ref_serial = selection.choose_lambda(X[:60], y[:60], X[60:], y[60:], lams, seed=7, **OPTS)
+        ref_parallel = selection.choose_lambda(X[:60], y[:60], X[60:], y[60:], lams, seed=7,
+                                               n_jobs=2, **OPTS)
+    assert ref_serial.table == ref_parallel.table
+
+
+def test_k_fold_form():
+    X, y = _blobs(60, "float64", seed=4)
+    lams = [0.01, 5.0]
+    res = selection.choose_lambda(X, y, lambdas=lams, cv=3, dtype="float64", **OPTS)
+    assert res.n_folds == 3 and len(res.table) == 2
+    assert res.best_lambda == lams[int(np.argmin(res.cv_cost))]
+    # each row is the mean over the folds of a model trained on the other folds
+    order = np.random.default_rng(0).permutation(60)
+    parts = np.array_split(order, 3)
+    costs = []
+    for i in range(3):
+        tr = np.concatenate([p for j, p in enumerate(parts) if j != i])
+        m = MLP([4, 8, 3], l2=lams[1], dtype="float64", seed=0)
+        m.fit(X[tr], y[tr], epochs=5, batch_size=16, lr=0.01, tol=None, seed=0, progress=False)
+        costs.append(selection.unregularized_cost(m, X[parts[i]], y[parts[i]]))
+    assert res.table[1]["cv_cost"] == pytest.approx(np.mean(costs), rel=1e-12)
+    assert res.best_model.l2 == res.best_lambda
+
+
+def test_regression_has_no_accuracy():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 3))
+    y = X @ np.array([[1.0], [-2.0], [0.5]])
+    res = selection.choose_lambda(X[:40], y[:40], X[40:], y[40:], [0.01, 1.0],
+                                  layer_sizes=[3, 4, 1], output="identity", dtype="float64",
+                                  epochs=3, batch_size=10, lr=0.01)
+    assert all(row["cv_accuracy"] is None and row["train_accuracy"] is None for row in res.table)
+
+
+def test_learning_curve_shapes_and_sizes(data):
+    dtype, Xt, yt, Xc, yc = data
+    curve = selection.learning_curve(Xt, yt, Xc, yc, sizes=(0.25, 0.5, 1.0), seeds=(0, 1),
+                                     dtype=dtype, **OPTS)
+    assert curve.sizes.tolist() == [20, 40, 80]
+    assert curve.train_costs.shape == curve.cv_costs.shape == (2, 3)
+    assert np.allclose(curve.train_cost, curve.train_costs.mean(axis=0))
+    assert np.allclose(curve.cv_cost, curve.cv_costs.mean(axis=0))
+    assert np.all(np.isfinite(curve.cv_costs)) and np.all(curve.cv_costs > 0)
+    # the last point (all rows, seed 0) is a plain fit on a permutation of the training set
+    rows = np.random.default_rng(0).permutation(80)
+    m = MLP([4, 8, 3], dtype=dtype, seed=0)
+    m.fit(Xt[rows], yt[rows], epochs=5, batch_size=16, lr=0.01, tol=None, seed=0,
+          progress=False)
+    assert curve.cv_costs[0, -1] == selection.unregularized_cost(m, Xc, yc)
+    assert curve.train_costs[0, -1] == selection.unregularized_cost(m, Xt[rows], yt[rows])
+
+
+def test_learning_curve_counts_and_parallel():
+    X, y = _blobs(100, "float32", seed=5)
+    a = selection.learning_curve(X[:70], y[:70], X[70:], y[70:], sizes=[10, 35, 70], **OPTS)
+    b = selection.learning_curve(X[:70], y[:70], X[70:], y[70:], sizes=[10, 35, 70], n_jobs=2,
+                                 **OPTS)
+    assert a.sizes.tolist() == [10, 35, 70]
+    assert np.array_equal(a.cv_costs, b.cv_costs) and np.array_equal(a.train_costs,
+                                                                      b.train_costs)
+
+
+@pytest.mark.parametrize("train, cv, base, verdict", [
+    (10.8, 14.8, 10.6, "high variance"),      # the lecture's speech-recognition figures
+    (15.0, 15.5, 10.6, "high bias"),
+    (15.0, 19.7, 10.6, "both"),
+    (10.8, 11.0, 10.6, "fine"),
+    (0.02, 0.30, None, "high variance"),      # baseline 0
+    (0.30, 0.31, None, "high bias"),
+])
+def test_diagnose_verdicts(train, cv, base, verdict):
+    d = selection.diagnose(train, cv, base)
+    assert d.verdict == verdict
+    assert d.train_error == train and d.cv_error == cv
+    assert d.baseline_error == (0.0 if base is None else base)
+    assert d.variance_gap == pytest.approx(cv - train)
+    assert d.bias_gap == pytest.approx(train - d.baseline_error)
+    if verdict in ("high bias", "both"):
+        assert "decrease λ" in d.remedies
+    if verdict in ("high variance", "both"):
+        assert "get more training examples" in d.remedies and "increase λ" in d.remedies
+    if verdict == "fine":
+        assert d.remedies == []
+    assert verdict in str(d)
+
+
+def test_diagnose_threshold_and_results(data):
+    assert selection.diagnose(10.8, 14.8, 10.6, threshold=0.5).verdict == "fine"
+    dtype, Xt, yt, Xc, yc = data
+    res = selection.choose_lambda(Xt, yt, Xc, yc, [0.01, 1.0], dtype=dtype, **OPTS)
+    d = selection.diagnose(res)
+    row = res.table[[0.01, 1.0].index(res.best_lambda)]
+    assert (d.train_error, d.cv_error) == (row["train_cost"], row["cv_cost"])
+    curve = selection.learning_curve(Xt, yt, Xc, yc, sizes=[0.5, 1.0], dtype=dtype, **OPTS)
+    d = selection.diagnose(curve, baseline_error=0.1)
+    assert (d.train_error, d.cv_error, d.baseline_error) == (curve.train_cost[-1],
+                                                             curve.cv_cost[-1], 0.1)
+
+
+def test_bad_inputs():
+    X, y = _blobs(30, "float64")
+    with pytest.raises(TypeError, match=r"unknown options \['epoch', 'hiden'\]"):
+        selection.choose_lambda(X, y, X, y, [1.0], epoch=3, hiden="relu", **OPTS)
+    with pytest.raises(TypeError, match="layer_sizes"):
+        selection.choose_lambda(X, y, X, y, [1.0], epochs=2)
+    with pytest.raises(TypeError, match="l2"):
+        selection.choose_lambda(X, y, X, y, [1.0], l2=0.5, **OPTS)
+    with pytest.raises(ValueError, match=r"lambdas\[1\]"):
+        selection.choose_lambda(X, y, X, y, [1.0, -2.0], **OPTS)
+    with pytest.raises(ValueError, match="lambdas"):
+        selection.choose_lambda(X, y, X, y, [], **OPTS)
+    with pytest.raises(TypeError, match="X_cv and y_cv"):
+        selection.choose_lambda(X, y, X, None, [1.0], **OPTS)
+    with pytest.raises(ValueError, match="y_cv"):
+        selection.choose_lambda(X, y, X, y[:5], [1.0], **OPTS)
+    with pytest.raises(ValueError, match="X_train"):
+        selection.choose_lambda(X[0], y, X, y, [1.0], **OPTS)
+    with pytest.raises(ValueError, match="cv"):
+        selection.choose_lambda(X, y, lambdas=[1.0], cv=1, **OPTS)
+    with pytest.raises(ValueError, match="n_jobs"):
+        selection.choose_lambda(X, y, X, y, [1.0], n_jobs=0, **OPTS)
+    with pytest.raises(ValueError, match="seed"):
+        selection.choose_lambda(X, y, X, y, [1.0], seed=None, **OPTS)
+    with pytest.raises(ValueError, match=r"sizes\[0\]"):
+        selection.learning_curve(X, y, X, y, sizes=[0.0, 1.0], **OPTS)
+    with pytest.raises(ValueError, match="increasing"):
+        selection.learning_curve(X, y, X, y, sizes=[1.0, 0.5], **OPTS)
+    with pytest.raises(ValueError, match=r"sizes\[1\]"):
+        selection.learning_curve(X, y, X, y, sizes=[5, 31], **OPTS)
+    with pytest.raises(TypeError, match="seeds"):
+        selection.learning_curve(X, y, X, y, seed=3, **OPTS)
+    with pytest.raises(ValueError, match="cv_error"):
+        selection.diagnose(0.1, -1.0)
+    with pytest.raises(TypeError, match="cv_error"):
+        selection.diagnose(0.1)
+    with pytest.raises(TypeError, match="train_error"):
+        selection.diagnose("low", 0.2)
+    with pytest.raises(ValueError, match="threshold"):
+        selection.diagnose(0.1, 0.2, threshold=-1)
