@@ -13,6 +13,8 @@ import json
 import math
 import sys
 
+from nnfast._bench import format_seconds
+
 BASELINES = ("numpy", "reference")
 
 
@@ -43,13 +45,6 @@ def _group_key(group):
     return (head, number, size)
 
 
-def _seconds(t):
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if t >= scale:
-            return f"{t / scale:.3g}{unit}"
-    return f"{t / 1e-9:.3g}ns"
-
-
 def format_speedups(records):
     """The report: one line per group, the baseline's min time, then × per implementation."""
     table = speedups(records)
@@ -66,7 +61,7 @@ def format_speedups(records):
              "group".ljust(width) + "baseline".rjust(10) + "min".rjust(9)
              + "".join(c.rjust(cell) for c in columns)]
     for group, (base, seconds, ratios) in table.items():
-        line = group.ljust(width) + base.rjust(10) + _seconds(seconds).rjust(9)
+        line = group.ljust(width) + base.rjust(10) + format_seconds(seconds).rjust(9)
         for c in columns:
             line += (f"{ratios[c]:.2f}x" if c in ratios else "-").rjust(cell)
         lines.append(line)
