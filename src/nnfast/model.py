@@ -26,7 +26,7 @@ import zipfile
 
 import numpy as np
 
-from . import _backend, _kinds
+from . import _backend, _blas, _kinds
 from . import optim as _optim
 from ._validate import as_array, integer, real
 from .gradcheck import gradcheck
@@ -93,6 +93,8 @@ class _Workspace:
         # compiled backends' PARALLEL_MIN)? If not, training skips switching threads off.
         sizes = [model.flat_params.size] + [m * n for n in model.layer_sizes]
         self.may_parallel = max(sizes) >= _backend.PARALLEL_MIN
+        # The largest GEMM's multiply-adds: whether BLAS would split it over threads (_blas).
+        self.gemm_work = m * max(layer.W.size for layer in model.layers)
         self.z, self.zbn, self.a, self.delta = [], [], [], []
         self.xhat, self.mean, self.invstd, self.tmp = [], [], [], []
         last = len(model.layers) - 1
@@ -133,7 +135,7 @@ class _Workspace:
 def _serial_kernels(active=True):
     """Run nnfast's elementwise kernels on one thread during training.
 
-    A training step's time is mostly GEMMs, which BLAS already spreads over the cores; a kernel
+    A training step's time is mostly GEMMs (run on one BLAS thread too, see ``_blas``); a kernel
     that takes threads of its own (the Numba backend does from 2**17 elements) leaves OpenMP
     threads spinning that slow the next GEMM down. Measured, 784-512-256-10, batch 128, Adam:
     2.0-2.2 ms per step with one kernel thread against 4.1 ms with two (bench_step.py).
@@ -714,7 +716,7 @@ class MLP:
         self._check_training_batch(X.shape[0])
         self._check_writable()
         ws = self._workspace(X.shape[0])
-        with _serial_kernels(ws.may_parallel):
+        with _serial_kernels(ws.may_parallel), _blas.serial(ws.gemm_work):
             return self._step(ws, X, y, optimizer)
 
     @_on_network_backend
@@ -778,7 +780,7 @@ class MLP:
             _check_optimizer_options(optimizer, optimizer_kwargs)
             opt = _optim.make(optimizer, 1e-3 if lr is None else lr, **optimizer_kwargs)
             lr0 = opt.lr
-        with _serial_kernels():
+        with _serial_kernels(), _blas.serial():
             return self._fit(X, y, opt, lr0, epochs, starts + [n], decay_rate,
                              (X_val, y_val) if validation_data is not None else None, tol,
                              patience, shuffle, seed, progress)
