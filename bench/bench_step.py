@@ -3,8 +3,8 @@
 Groups ``step-<layer sizes>-b<batch>``: one mini-batch step of an MLP with ReLU hidden layers
 and a softmax output, for each nnfast backend (``numba`` is the compiled Numba whole-step
 kernel; ``auto`` runs networks on the Cython kernels: ``_backend.NETWORK_ORDER``, its GEMMs on
-one BLAS thread: ``nnfast._blas``; ``auto-blas-threads`` the same with BLAS's own threads), the NumPy
-``reference`` backend, and as yardsticks: ``gemms`` — the same step's matrix products alone
+one BLAS thread: ``nnfast._blas``; ``auto-blas-threads`` the same with BLAS's own threads), the
+NumPy ``reference`` backend, and as yardsticks: ``gemms`` — the same step's matrix products alone
 (np.matmul into preallocated arrays: the floor a step can approach), ``torch-eager``
 (torch.nn + ``torch.optim.Adam(fused=True)``), ``torch-compile`` (the same, forward and backward
 through ``torch.compile``) and ``jax-jit`` (a ``jax.jit`` step with ``optax.adam``), on the same
@@ -122,7 +122,8 @@ def _make(impl, sizes, m):
     if impl in BACKENDS or impl == "auto":
         return _nnfast_step(impl, sizes, m)
     makers = {"gemms": _bench.step_gemms,
-              "auto-blas-threads": lambda sizes, m: _nnfast_step("auto", sizes, m, True), "torch-eager": _torch_step, "jax-jit": _jax_step,
+              "auto-blas-threads": lambda sizes, m: _nnfast_step("auto", sizes, m, True),
+              "torch-eager": _torch_step, "jax-jit": _jax_step,
               "torch-compile": lambda sizes, m: _torch_step(sizes, m, compiled=True)}
     return makers[impl](sizes, m)
 
