@@ -13,7 +13,7 @@ state arrays are written, and are distinct arrays (validated by nnfast.updates).
 from cython cimport floating
 from cython.parallel cimport prange
 
-from kernel_common cimport BLOCK, block_len, n_blocks, nn_max_threads
+from kernel_common cimport BLOCK, block_len, n_blocks
 
 cdef extern from "optim_loops.h" nogil:
     # Adam's and RMSprop's loops, compiled per CPU level (see optim_loops.h)
@@ -29,13 +29,6 @@ cdef extern from "optim_loops.h" nogil:
     void nn_rmsprop_loop_f64(double* p, const double* g, double* s, double lr, double beta,
                              double c, double eps, double wd, int eps_inside, Py_ssize_t n)
 
-cdef int n_threads = nn_max_threads()
-
-
-def set_num_threads(int n):
-    """Threads used by this module's parallel loops."""
-    global n_threads
-    n_threads = n
 
 
 # ---- SGD: θ = θ - α (dθ + wd·θ) -----------------------------------------------------------------
@@ -53,7 +46,7 @@ cdef void sgd_block(floating* p, const floating* g, floating lr, floating wd,
 
 def sgd_update(floating[::1] param,          # IN/OUT
                const floating[::1] grad,     # IN
-               double lr, double weight_decay):
+               double lr, double weight_decay, int n_threads=1):
     """θ = θ - α (dθ + wd·θ)."""
     cdef Py_ssize_t n = param.shape[0], nb = n_blocks(n), b
     if n == 0:
@@ -96,7 +89,7 @@ def momentum_update(floating[::1] param,         # IN/OUT
                     const floating[::1] grad,    # IN
                     floating[::1] velocity,      # IN/OUT
                     double lr, double beta, double dampening, double weight_decay,
-                    bint nesterov, bint sklearn_style):
+                    bint nesterov, bint sklearn_style, int n_threads=1):
     """Momentum (torch.optim.SGD form; the seed's is dampening = β; or scikit-learn's)."""
     cdef Py_ssize_t n = param.shape[0], nb = n_blocks(n), b
     if n == 0:
@@ -130,7 +123,8 @@ cdef void rmsprop_block(floating* p, const floating* g, floating* s, floating lr
 def rmsprop_update(floating[::1] param,        # IN/OUT
                    const floating[::1] grad,   # IN
                    floating[::1] sq,           # IN/OUT
-                   double lr, double beta, double eps, double weight_decay, bint eps_inside):
+                   double lr, double beta, double eps, double weight_decay, bint eps_inside,
+                   int n_threads=1):
     """RMSprop, the seed's (eps inside the root) or torch's (outside)."""
     cdef Py_ssize_t n = param.shape[0], nb = n_blocks(n), b
     if n == 0:
@@ -171,7 +165,7 @@ def adam_update(floating[::1] param,         # IN/OUT
                 floating[::1] v,             # IN/OUT
                 double lr, double beta1, double beta2, double eps, double weight_decay,
                 bint decoupled, double bias_correction1, double bias_correction2,
-                bint eps_inside):
+                bint eps_inside, int n_threads=1):
     """Adam / AdamW with bias correction (the caller passes 1 - β^t)."""
     cdef Py_ssize_t n = param.shape[0], nb = n_blocks(n), b
     if n == 0:
