@@ -1,8 +1,6 @@
 """Backend selection and dispatch: backends(), set_backend/use_backend, NNFAST_BACKEND, threads,
 and that every backend is deterministic and thread-safe on distinct outputs."""
 import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -10,7 +8,8 @@ import numpy as np
 import pytest
 
 import nnfast
-from conftest import BACKEND_NAMES, LARGE, close, make_rng, reference, require_backend
+from conftest import (BACKEND_NAMES, LARGE, close, make_rng, reference, require_backend,
+                      run_python)
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -20,8 +19,7 @@ def _python(code, **env):
     full_env = {k: v for k, v in os.environ.items() if k != "NNFAST_BACKEND"}
     full_env["PYTHONPATH"] = SRC + os.pathsep + full_env.get("PYTHONPATH", "")
     full_env.update(env)
-    return subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True,
-                          text=True, timeout=120)
+    return run_python("-c", code, env=full_env)
 
 
 @pytest.fixture

@@ -46,7 +46,8 @@ _cache = {}
 _num_threads = None
 
 
-_MODULES = ("activations", "losses", "dense", "batchnorm", "optim")
+#: The kernel modules every backend package has (and the Numba one also ``step``).
+KERNEL_MODULES = ("activations", "losses", "dense", "batchnorm", "optim")
 
 
 def _probe(name):
@@ -56,11 +57,30 @@ def _probe(name):
     if name == "numba" and importlib.util.find_spec("numba") is None:
         return False
     try:
-        for module in _MODULES:
+        for module in KERNEL_MODULES:
             importlib.import_module(f"{_PACKAGES[name]}.{module}")
     except ImportError:
         return False
     return True
+
+
+def missing(name, kernels=KERNEL_MODULES):
+    """Why the backend ``name`` cannot run ``kernels`` here, or None if it can: the one check of
+    the tests' and the benchmarks' skips. ``kernels``: module names, or (module, function)
+    pairs whose function must exist too."""
+    if name not in backends():
+        return f"backend {name!r} is not in nnfast.backends() = {backends()}"
+    package = _PACKAGES[name]
+    for kernel in kernels:
+        module, function = (kernel, None) if isinstance(kernel, str) else kernel
+        try:
+            mod = importlib.import_module(f"{package}.{module}")
+        except ImportError as exc:
+            return (f"nnfast.backends() lists {name!r}, but {package}.{module} does not import "
+                    f"({type(exc).__name__}: {exc})")
+        if function is not None and not hasattr(mod, function):
+            return f"{package}.{module} has no {function}"
+    return None
 
 
 def available(name):

@@ -318,5 +318,3 @@ def main(argv=None):
         return 141   # 128 + SIGPIPE, what a shell reports for a killed pipeline member
 
 
-if __name__ == "__main__":
-    sys.exit(main())
