@@ -24,8 +24,7 @@ def label(size):
     """1000 -> "1e3"; a shape (1024, 10) -> "1024x10"."""
     if isinstance(size, tuple):
         return "x".join(str(d) for d in size)
-    exponent = len(str(size)) - 1
-    return f"1e{exponent}" if size == 10**exponent else str(size)
+    return _bench.format_size(size)
 
 
 def run(benchmark, impl, group, elements, make, kernel=None):

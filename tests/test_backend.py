@@ -179,6 +179,36 @@ print(nnfast.get_num_threads())
     assert r.stdout.strip() == "2"
 
 
+def test_cython_thread_count_is_an_argument_of_each_call():
+    """``set_num_threads`` reaches the Cython kernels as their ``n_threads`` argument, bound by
+    the dispatcher (as scikit-learn's loss module takes it), not as state of the modules; the
+    result does not depend on it (fixed blocks, sums in block order)."""
+    require_backend("cython")
+    code = """
+import numpy as np, nnfast
+import nnfast._cython as cy
+from nnfast import _backend
+x = np.linspace(-3, 3, 1 << 18)
+with nnfast.use_backend("cython"):
+    one = nnfast.sigmoid(x)
+    assert _backend.kernel_in("cython", "activations", "sigmoid") is cy.activations.sigmoid
+    nnfast.set_num_threads(2)
+    fn = _backend.kernel_in("cython", "activations", "sigmoid")
+    if cy.HAVE_OPENMP:
+        assert fn.func is cy.activations.sigmoid and fn.keywords == {"n_threads": 2}, fn
+    assert _backend.kernel_in("cython", "dense", "dense_forward") is cy.dense.dense_forward
+    two = nnfast.sigmoid(x)
+assert np.array_equal(one, two)
+assert not any(hasattr(m, "set_num_threads") for m in (cy.activations, cy.losses, cy.dense,
+                                                       cy.batchnorm, cy.optim))
+print("ok")
+"""
+    env = {k: v for k, v in os.environ.items() if k != "NNFAST_BACKEND"}
+    r = run_python("-c", code, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
+
+
 # --- every backend: deterministic, thread-safe on distinct outputs ------------------------------
 
 def _workload(x, labels):

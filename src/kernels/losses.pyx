@@ -12,8 +12,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdlib cimport free, malloc
 
-from kernel_common cimport (BLOCK, PARALLEL_MIN, fexp, flog, flog1p, n_blocks, nn_exp_shift_loop_f32,
-                            nn_exp_shift_loop_f64)
+from kernel_common cimport (BLOCK, PARALLEL_MIN, fexp, flog, flog1p, n_blocks,
+                            nn_exp_shift_loop_f32, nn_exp_shift_loop_f64)
 
 
 

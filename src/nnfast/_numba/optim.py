@@ -38,14 +38,15 @@ def sgd_update(param, grad, lr, weight_decay):
 
 
 @njit(**_JIT)
-def _momentum_span(param, grad, velocity, lr, beta, keep, wd, nesterov, sklearn_style):
+def _momentum_span(param, grad, velocity, lr, beta, one_minus_damp, wd, nesterov,
+                   sklearn_style):
     for i in range(param.size):
         g = grad[i] + wd * param[i] if wd != 0 else grad[i]
         if sklearn_style:
             v = beta * velocity[i] - lr * g
             param[i] += beta * v - lr * g if nesterov else v
         else:
-            v = beta * velocity[i] + keep * g
+            v = beta * velocity[i] + one_minus_damp * g
             param[i] -= lr * (g + beta * v) if nesterov else lr * v
         velocity[i] = v
 
@@ -56,16 +57,16 @@ def momentum_update(param, grad, velocity, lr, beta, dampening, weight_decay, ne
     """torch: V = βV + (1 - dampening)·dθ, θ -= α·V (nesterov: θ -= α(dθ + βV));
     ``sklearn_style``: V = βV - α·dθ, θ += V (nesterov: θ += βV - α·dθ)."""
     lr_, beta_ = fm.like(lr, param), fm.like(beta, param)
-    keep, wd = fm.like(1.0 - dampening, param), fm.like(weight_decay, param)
+    one_minus_damp, wd = fm.like(1.0 - dampening, param), fm.like(weight_decay, param)
     in_blocks(_momentum_span, (param, grad, velocity),
-              (lr_, beta_, keep, wd, nesterov, sklearn_style))
+              (lr_, beta_, one_minus_damp, wd, nesterov, sklearn_style))
 
 
 @njit(**_JIT)
-def _rmsprop_span(param, grad, sq, lr, beta, keep, eps, wd, eps_inside):
+def _rmsprop_span(param, grad, sq, lr, beta, one_minus_b, eps, wd, eps_inside):
     for i in range(param.size):
         g = grad[i] + wd * param[i] if wd != 0 else grad[i]
-        s = beta * sq[i] + keep * g * g
+        s = beta * sq[i] + one_minus_b * g * g
         sq[i] = s
         denom = np.sqrt(s + eps) if eps_inside else np.sqrt(s) + eps
         param[i] -= lr * g / denom
@@ -74,19 +75,21 @@ def _rmsprop_span(param, grad, sq, lr, beta, keep, eps, wd, eps_inside):
 @njit(**_PAR)
 def rmsprop_update(param, grad, sq, lr, beta, eps, weight_decay, eps_inside):
     """S = βS + (1-β)dθ², θ -= α dθ / sqrt(S + ε) (seed) or / (sqrt(S) + ε) (torch)."""
-    lr_, beta_, keep = fm.like(lr, param), fm.like(beta, param), fm.like(1.0 - beta, param)
+    lr_, beta_ = fm.like(lr, param), fm.like(beta, param)
+    one_minus_b = fm.like(1.0 - beta, param)
     eps_, wd = fm.like(eps, param), fm.like(weight_decay, param)
-    in_blocks(_rmsprop_span, (param, grad, sq), (lr_, beta_, keep, eps_, wd, eps_inside))
+    in_blocks(_rmsprop_span, (param, grad, sq), (lr_, beta_, one_minus_b, eps_, wd, eps_inside))
 
 
 @njit(**_JIT)
-def _adam_span(param, grad, m, v, lr, b1, keep1, b2, keep2, eps, wd, shrink, inv_bc1, inv_bc2,
-               eps_inside):
+def _adam_span(param, grad, m, v, lr, b1, one_minus_b1, b2, one_minus_b2, eps, wd, wd_factor,
+               inv_bc1, inv_bc2, eps_inside):
+    """``wd_factor``: 1 - α·wd (AdamW, then ``wd`` = 0) or 1; ``inv_bc``: 1 / (1 - β^t)."""
     for i in range(param.size):
-        p = param[i] * shrink
+        p = param[i] * wd_factor
         g = grad[i] + wd * p if wd != 0 else grad[i]
-        mi = b1 * m[i] + keep1 * g
-        vi = b2 * v[i] + keep2 * g * g
+        mi = b1 * m[i] + one_minus_b1 * g
+        vi = b2 * v[i] + one_minus_b2 * g * g
         m[i] = mi
         v[i] = vi
         v_corr = vi * inv_bc2
@@ -99,12 +102,13 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, decouple
                 bias_correction1, bias_correction2, eps_inside):
     """V = β1 V + (1-β1) dθ, S = β2 S + (1-β2) dθ², θ -= α V^corr / sqrt(S^corr + ε) (seed) or
     / (sqrt(S^corr) + ε) (torch); weight decay coupled (torch Adam) or decoupled (AdamW)."""
-    shrink = fm.like(1.0 - lr * weight_decay if decoupled else 1.0, param)
+    wd_factor = fm.like(1.0 - lr * weight_decay if decoupled else 1.0, param)
     wd = fm.like(0.0 if decoupled else weight_decay, param)
     lr_, eps_ = fm.like(lr, param), fm.like(eps, param)
-    b1, keep1 = fm.like(beta1, param), fm.like(1.0 - beta1, param)
-    b2, keep2 = fm.like(beta2, param), fm.like(1.0 - beta2, param)
+    b1, one_minus_b1 = fm.like(beta1, param), fm.like(1.0 - beta1, param)
+    b2, one_minus_b2 = fm.like(beta2, param), fm.like(1.0 - beta2, param)
     inv_bc1 = fm.like(1.0 / bias_correction1, param)
     inv_bc2 = fm.like(1.0 / bias_correction2, param)
     in_blocks(_adam_span, (param, grad, m, v),
-              (lr_, b1, keep1, b2, keep2, eps_, wd, shrink, inv_bc1, inv_bc2, eps_inside))
+              (lr_, b1, one_minus_b1, b2, one_minus_b2, eps_, wd, wd_factor, inv_bc1, inv_bc2,
+               eps_inside))
