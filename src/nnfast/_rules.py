@@ -1,8 +1,9 @@
 """Optimizer rules: validated hyperparameters turned into a kernel's scalar arguments, once.
 
 One class per rule, in the seed's order (SGD, momentum, RMSprop, Adam). The constructor checks
-the hyperparameters (TypeError/ValueError naming them); ``kernel_args`` returns the scalars that
-follow the arrays in the backend kernel ``kernel`` (``nnfast._reference.optim`` documents them),
+the hyperparameters (TypeError/ValueError naming them); ``kernel_args(lr, step, fresh)`` returns
+the scalars that follow the arrays ``param, grad, *state_names`` in the backend kernel
+``kernel`` (``nnfast._reference.optim`` documents them),
 deriving what the kernels need from them (Adam's bias corrections, scikit-learn's ε, the
 dampening of each style). ``nnfast.updates`` makes one per call; the optimizer classes of
 ``nnfast.optim`` keep one, so the functional and the object forms cannot drift apart. ``lr``
@@ -26,12 +27,13 @@ class SGD:
     """``θ = θ - α (dθ + wd·θ)``."""
 
     kernel = "sgd_update"
+    state_names = ()
     __slots__ = ("weight_decay",)
 
     def __init__(self, weight_decay=0.0):
         self.weight_decay = real(weight_decay, "weight_decay", 0.0)
 
-    def kernel_args(self, lr, step=None):
+    def kernel_args(self, lr, step=None, fresh=False):
         return lr, self.weight_decay
 
     def options(self):
@@ -42,6 +44,7 @@ class Momentum:
     """Momentum in the seed's, torch's or scikit-learn's form (``nnfast.momentum_update``)."""
 
     kernel = "momentum_update"
+    state_names = ("velocity",)
     __slots__ = ("beta", "style", "dampening", "nesterov", "weight_decay")
 
     def __init__(self, beta=0.9, style="seed", dampening=None, nesterov=False,
@@ -74,6 +77,7 @@ class RMSprop:
     """``S = βS + (1-β)dθ²``, ``θ -= α dθ / sqrt(S + ε)`` (seed) or ``/ (sqrt(S) + ε)`` (torch)."""
 
     kernel = "rmsprop_update"
+    state_names = ("sq",)
     __slots__ = ("beta", "eps", "style", "weight_decay")
 
     def __init__(self, beta=0.999, eps=1e-8, style="seed", weight_decay=0.0):
@@ -82,7 +86,7 @@ class RMSprop:
         self.style = choice(style, "style", STYLES[:2])
         self.weight_decay = real(weight_decay, "weight_decay", 0.0)
 
-    def kernel_args(self, lr, step=None):
+    def kernel_args(self, lr, step=None, fresh=False):
         return lr, self.beta, self.eps, self.weight_decay, self.style == "seed"
 
     def options(self):
@@ -94,6 +98,7 @@ class Adam:
     """Adam with bias correction; ``decoupled`` is AdamW (``nnfast.adam_update``)."""
 
     kernel = "adam_update"
+    state_names = ("m", "v")
     __slots__ = ("beta1", "beta2", "eps", "weight_decay", "style", "decoupled")
 
     def __init__(self, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, style="seed",
@@ -105,7 +110,7 @@ class Adam:
         self.style = choice(style, "style", STYLES)
         self.decoupled = flag(decoupled, "decoupled")
 
-    def kernel_args(self, lr, step):
+    def kernel_args(self, lr, step, fresh=False):
         """The scalars for step ``step`` (1 on the first): the bias corrections ``1 - β^t``,
         and for scikit-learn's form its ε, which it adds to the uncorrected sqrt(S): the same
         as torch's form with ε / sqrt(1 - β2^t)."""

@@ -224,12 +224,14 @@ def flag(value, name):
 def choice(value, name, allowed):
     """``value`` if it is one of the strings ``allowed`` (for a dict: its keys, and the value
     it maps to is returned); TypeError for a non-string, ValueError for another string."""
-    shown = sorted(allowed) if isinstance(allowed, dict) else list(allowed)
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a string, one of {shown}, got {type(value).__name__}")
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {shown}, got {value!r}")
-    return allowed[value] if isinstance(allowed, dict) else value
+    if type(value) is not str or value not in allowed:
+        shown = sorted(allowed) if isinstance(allowed, dict) else list(allowed)
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, one of {shown}, got "
+                            f"{type(value).__name__}")
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {shown}, got {value!r}")
+    return allowed[value] if type(allowed) is dict else value
 
 
 def labels_in_range(y, name, n_classes, classes=None):

@@ -25,7 +25,7 @@ import weakref
 
 import numpy as np
 
-from . import _rules, updates
+from . import _backend, _rules, updates
 
 __all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "make"]
 
@@ -39,9 +39,6 @@ def _hyperparameter(name):
 class Optimizer:
     """Base class: ``lr``, the step counter ``t`` and lazily allocated per-parameter state."""
 
-    #: Names of the state arrays each parameter gets (zeros like the parameter).
-    state_names = ()
-
     def __init__(self, lr, rule):
         self.lr = lr
         #: The ``nnfast._rules`` object that turns the hyperparameters into kernel arguments.
@@ -49,6 +46,11 @@ class Optimizer:
         self.t = 0
         self._state = {}
         self._trusted = None
+
+    @property
+    def state_names(self):
+        """Names of the state arrays each parameter gets (zeros like the parameter)."""
+        return self.rule.state_names
 
     @property
     def lr(self):
@@ -102,7 +104,7 @@ class Optimizer:
         """Update ``params`` (an array or a list of arrays) in place from ``grads``."""
         params, grads = self._lists(params, grads)
         states, fresh = self._states(params)
-        self._update(params, grads, dict(zip(self.state_names, states)), fresh, self.t + 1)
+        self._update(params, grads, states, fresh, self.t + 1)
         self.t += 1
 
     def _update(self, params, grads, states, fresh, t):
@@ -123,7 +125,9 @@ class Optimizer:
                 self._trusted = (param, grad, self._state[0][2])
             return
         t = self.t + 1
-        updates.run_trusted(self.rule, self.lr, (param, grad, *trusted[2]), t)
+        rule = self.rule
+        kernel = _backend.kernel("optim", rule.kernel, param.size)
+        kernel(param, grad, *trusted[2], *rule.kernel_args(self.lr, t))
         self.t = t
 
     def reset(self):
@@ -167,8 +171,6 @@ class Momentum(Optimizer):
     sklearn styles.
     """
 
-    state_names = ("velocity",)
-
     def __init__(self, lr=0.01, beta=0.9, style="seed", dampening=None, nesterov=False,
                  weight_decay=0.0):
         super().__init__(lr, _rules.Momentum(beta, style, dampening, nesterov, weight_decay))
@@ -188,16 +190,13 @@ class Momentum(Optimizer):
             idx = [i for i, f in enumerate(fresh) if f is first]
             if idx:
                 updates.apply(self.rule, self.lr, [params[i] for i in idx],
-                              [grads[i] for i in idx],
-                              {k: [v[i] for i in idx] for k, v in states.items()}, t,
-                              fresh=first)
+                              [grads[i] for i in idx], [[s[i] for i in idx] for s in states],
+                              t, fresh=first)
 
 
 class RMSprop(Optimizer):
     """RMSprop: ``S = βS + (1-β)dθ²``, ``θ = θ - α dθ / sqrt(S + ε)`` (seed) or
     ``/ (sqrt(S) + ε)`` (``style="torch"``, torch.optim.RMSprop with ``alpha=beta``)."""
-
-    state_names = ("sq",)
 
     def __init__(self, lr=0.001, beta=0.999, eps=1e-8, style="seed", weight_decay=0.0):
         super().__init__(lr, _rules.RMSprop(beta, eps, style, weight_decay))
@@ -214,8 +213,6 @@ class Adam(Optimizer):
     ``style="seed"``: ``θ -= α V^corr / sqrt(S^corr + ε)``; ``"torch"``: ``/ (sqrt(S^corr) + ε)``;
     ``"sklearn"``: scikit-learn's adam solver.
     """
-
-    state_names = ("m", "v")
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
                  style="seed", decoupled=False):

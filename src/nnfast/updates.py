@@ -82,17 +82,11 @@ def _run(name, groups, scalars):
             fn(*arrays, *scalars)
 
 
-def run_trusted(rule, lr, arrays, step):
-    """``rule``'s kernel on one tensor's ``(param, grad, *states)``, already validated: 1-D,
-    contiguous, one dtype, distinct (``nnfast.optim.Optimizer.step_flat``)."""
-    _run(rule.kernel, (arrays,), rule.kernel_args(lr, step))
-
-
-def apply(rule, lr, param, grad, states, step=None, **options):
-    """Validate the arrays (``states`` as the rule's kernel names them) and run ``rule``'s
+def apply(rule, lr, param, grad, states=(), step=None, fresh=False):
+    """Validate the arrays (``states`` in the order of ``rule.state_names``) and run ``rule``'s
     kernel on each tensor: the one path of the functions below and of ``nnfast.optim``."""
-    groups = _groups(param, grad, tuple(states.values()), tuple(states))
-    _run(rule.kernel, groups, rule.kernel_args(lr, step, **options))
+    groups = _groups(param, grad, states, rule.state_names)
+    _run(rule.kernel, groups, rule.kernel_args(lr, step, fresh))
 
 
 def sgd_update(param, grad, lr, weight_decay=0.0):
@@ -103,7 +97,7 @@ def sgd_update(param, grad, lr, weight_decay=0.0):
     array([0.95, 0.95, 0.95], dtype=float32)
     """
     lr = _rules.learning_rate(lr)
-    apply(_rules.SGD(weight_decay), lr, param, grad, {})
+    apply(_rules.SGD(weight_decay), lr, param, grad)
 
 
 def momentum_update(param, grad, velocity, lr, beta=0.9, *, style="seed", dampening=None,
@@ -120,7 +114,7 @@ def momentum_update(param, grad, velocity, lr, beta=0.9, *, style="seed", dampen
     """
     lr = _rules.learning_rate(lr)
     rule = _rules.Momentum(beta, style, dampening, nesterov, weight_decay)
-    apply(rule, lr, param, grad, {"velocity": velocity})
+    apply(rule, lr, param, grad, (velocity,))
 
 
 def rmsprop_update(param, grad, sq, lr, beta=0.999, eps=1e-8, *, style="seed",
@@ -131,7 +125,7 @@ def rmsprop_update(param, grad, sq, lr, beta=0.999, eps=1e-8, *, style="seed",
     ``θ = θ - α dθ / (sqrt(S) + ε)`` (``style="torch"``, torch.optim.RMSprop with ``alpha=β``).
     """
     lr = _rules.learning_rate(lr)
-    apply(_rules.RMSprop(beta, eps, style, weight_decay), lr, param, grad, {"sq": sq})
+    apply(_rules.RMSprop(beta, eps, style, weight_decay), lr, param, grad, (sq,))
 
 
 def adam_update(param, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
@@ -154,7 +148,7 @@ def adam_update(param, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
     step = _rules.adam_step(step)
     lr = _rules.learning_rate(lr)
     rule = _rules.Adam(beta1, beta2, eps, weight_decay, style, decoupled)
-    apply(rule, lr, param, grad, {"m": m, "v": v}, step)
+    apply(rule, lr, param, grad, (m, v), step)
 
 
 def inverse_time_decay(alpha0, decay_rate, epoch):
