@@ -215,7 +215,9 @@ def beta(value, name):
 def flag(value, name):
     """A bool (or NumPy bool scalar) as a Python bool; anything else — ``1``, a string, an array
     whose truth value is ambiguous — is a TypeError."""
-    if isinstance(value, (bool, np.bool_)):
+    if value is True or value is False:
+        return value
+    if isinstance(value, np.bool_):
         return bool(value)
     raise TypeError(f"{name} must be a bool, got {type(value).__name__}"
                     + (f" of shape {value.shape}" if isinstance(value, np.ndarray) else ""))
