@@ -86,7 +86,11 @@ static inline float nn_tanhf(float x)
     q = q * z + 1.0f;
     float r = (x + x * p) / q;
     r = (r > 1.0f) ? 1.0f : r;                    /* rounding can overshoot 1 near x = 8.1 */
-    return (r < -1.0f) ? -1.0f : r;
+    r = (r < -1.0f) ? -1.0f : r;
+    /* R(9) = 1 holds in exact arithmetic; without FMA (the baseline build) it rounds to
+     * 1 - 2 ulp, so the clamped ends are set exactly: tanh(±9) rounds to ±1 in float. */
+    r = (x == 9.0f) ? 1.0f : r;
+    return (x == -9.0f) ? -1.0f : r;
 }
 
 /* 1 / (1 + e^{-x}) as (x >= 0 ? 1 : e) / (1 + e) with e = e^{-|x|}: no overflow, exact tails. */
