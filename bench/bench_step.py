@@ -144,15 +144,9 @@ def test_step(benchmark, impl, net):
 
 
 def _digits():
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
+    from nnfast._data import digits_split
 
-    X, y = load_digits(return_X_y=True)
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
-    scaler = StandardScaler().fit(Xtr)
-    return (scaler.transform(Xtr).astype(np.float32), scaler.transform(Xte).astype(np.float32),
-            ytr, yte)
+    return digits_split(seed=0)
 
 
 @pytest.mark.parametrize("impl", ["nnfast", "sklearn"])

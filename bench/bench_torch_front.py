@@ -18,6 +18,8 @@ import time
 
 import pytest
 
+from nnfast import _bench
+
 from .harness import UNTIMED_MAX, label
 
 SIZES = (10**4, 10**5, 10**6, 10**7)
@@ -94,7 +96,7 @@ def interleaved_table(sizes=SIZES, rounds=None):
             ours = best["nnfast"]
             cells = [f"{best[i] / ours:.2f}×" if i in best else "—"
                      for i in ("torch-fused", "torch-foreach", "torch-for-loop")]
-            shown = f"{ours * 1e6:.0f} µs" if ours < 1e-3 else f"{ours * 1e3:.1f} ms"
+            shown = _bench.format_seconds(ours)
             settings = ", ".join(f"{k}={v}" for k, v in OPTIMIZERS[name].items())
             rows.append(f"| {name} ({settings}) | {label(size)} | {shown} | "
                         + " | ".join(cells) + " |")

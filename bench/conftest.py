@@ -10,12 +10,14 @@ timing, so only the call is timed.
 In the ordinary test run (``--benchmark-disable``, pyproject's default) every benchmark runs its
 callable once, untimed, so none can rot; sizes above ``UNTIMED_MAX`` are skipped there (their
 code path is the one the smaller sizes run). At the end of a timed run the terminal summary
-prints, per group, the baseline's min time ÷ each implementation's min time (``ratios.py``).
+prints, per group, the baseline's min time ÷ each implementation's min time
+(``nnfast.report.text_table``).
 """
 import pytest
 
+from nnfast.report import Record, text_table
+
 from .harness import BACKENDS
-from .ratios import format_speedups
 
 
 @pytest.fixture(params=BACKENDS)
@@ -28,9 +30,10 @@ def pytest_terminal_summary(terminalreporter, config):
     session = getattr(config, "_benchmarksession", None)
     if session is None or session.disabled:
         return
-    records = [(b.group, b.extra_info.get("backend", b.name), b.stats.min)
+    records = [Record(b.group or b.name, b.extra_info.get("backend", b.name), b.stats.median,
+                      b.stats.iqr, b.stats.min, b.stats.rounds)
                for b in session.benchmarks if b]
-    text = format_speedups(records)
+    text = text_table(records, "min")
     if text:
-        terminalreporter.write_sep("-", "nnfast speedups per group (bench/ratios.py)")
+        terminalreporter.write_sep("-", "nnfast speedups per group (nnfast.report.text_table)")
         terminalreporter.write_line(text)

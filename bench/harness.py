@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import nnfast
-from nnfast import _bench
+from nnfast import _backend, _bench
 
 BACKENDS = ("reference", "numba", "cython")
 DTYPES = ("float32", "float64")
@@ -24,8 +24,7 @@ def label(size):
     """1000 -> "1e3"; a shape (1024, 10) -> "1024x10"."""
     if isinstance(size, tuple):
         return "x".join(str(d) for d in size)
-    exponent = len(str(size)) - 1
-    return f"1e{exponent}" if size == 10**exponent else str(size)
+    return _bench.format_size(size)
 
 
 def run(benchmark, impl, group, elements, make, kernel=None):
@@ -43,9 +42,7 @@ def run(benchmark, impl, group, elements, make, kernel=None):
         pytest.skip(f"{elements} elements: run only when timing (--benchmark-enable)")
     if impl in BACKENDS:
         kernels = (kernel,) if isinstance(kernel, str) else tuple(kernel or ())
-        reasons = [_bench.missing(impl, k) for k in kernels]
-        if impl not in nnfast.backends():
-            reasons.append(f"backend {impl!r} is not in nnfast.backends() = {nnfast.backends()}")
+        reasons = [_bench.missing(impl, k) for k in kernels] + [_backend.missing(impl, ())]
         reason = next((r for r in reasons if r), None)
         if reason:
             pytest.skip(reason)

@@ -14,8 +14,9 @@ the reference itself is checked against the lecture's formulas in each test file
   with a label that failure messages quote.
 """
 import contextlib
-import importlib
 import os
+import subprocess
+import sys
 import warnings
 import zlib
 
@@ -23,9 +24,10 @@ import numpy as np
 import pytest
 
 import nnfast
+from nnfast import _backend
 
 BACKEND_NAMES = ("reference", "numba", "cython")
-KERNEL_MODULES = ("activations", "losses", "dense", "batchnorm", "optim")
+KERNEL_MODULES = _backend.KERNEL_MODULES
 REQUIRE_BACKENDS = os.environ.get("NNFAST_REQUIRE_BACKENDS", "") == "1"
 
 #: Large enough to cross any parallel threshold of the compiled kernels.
@@ -47,21 +49,6 @@ TOL = {
 }
 
 
-def _unusable(name, modules):
-    """Why the backend ``name`` cannot be tested here (for kernels in ``modules``), or None."""
-    if name not in nnfast.backends():
-        return f"backend {name!r} is not in nnfast.backends() = {nnfast.backends()}"
-    package = {"reference": "nnfast._reference", "numba": "nnfast._numba",
-               "cython": "nnfast._cython"}[name]
-    for module in modules:
-        try:
-            importlib.import_module(f"{package}.{module}")
-        except ImportError as exc:
-            return (f"nnfast.backends() lists {name!r}, but {package}.{module} does not import "
-                    f"({type(exc).__name__}: {exc})")
-    return None
-
-
 _UNUSABLE = {}
 
 
@@ -70,7 +57,7 @@ def require_backend(name, modules=KERNEL_MODULES):
     kernel modules ``modules``."""
     key = (name, tuple(modules))
     if key not in _UNUSABLE:
-        _UNUSABLE[key] = _unusable(name, modules)
+        _UNUSABLE[key] = _backend.missing(name, modules)
     reason = _UNUSABLE[key]
     if reason is not None:
         if REQUIRE_BACKENDS:
@@ -244,3 +231,10 @@ def central_difference(f, x, h=1e-6):
         flat[i] = old
         gf[i] = (up - down) / (2 * h)
     return g
+
+
+def run_python(*args, timeout=120, env=None):
+    """``python *args`` in a fresh interpreter (``"-c", code`` or ``"-m", "nnfast", ...``), its
+    output captured as text; ``env`` (default: this process's environment) as given."""
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)

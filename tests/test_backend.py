@@ -1,8 +1,6 @@
 """Backend selection and dispatch: backends(), set_backend/use_backend, NNFAST_BACKEND, threads,
 and that every backend is deterministic and thread-safe on distinct outputs."""
 import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -10,7 +8,8 @@ import numpy as np
 import pytest
 
 import nnfast
-from conftest import BACKEND_NAMES, LARGE, close, make_rng, reference, require_backend
+from conftest import (BACKEND_NAMES, LARGE, close, make_rng, reference, require_backend,
+                      run_python)
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -20,8 +19,7 @@ def _python(code, **env):
     full_env = {k: v for k, v in os.environ.items() if k != "NNFAST_BACKEND"}
     full_env["PYTHONPATH"] = SRC + os.pathsep + full_env.get("PYTHONPATH", "")
     full_env.update(env)
-    return subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True,
-                          text=True, timeout=120)
+    return run_python("-c", code, env=full_env)
 
 
 @pytest.fixture
@@ -179,6 +177,36 @@ print(nnfast.get_num_threads())
     r = _python(code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "2"
+
+
+def test_cython_thread_count_is_an_argument_of_each_call():
+    """``set_num_threads`` reaches the Cython kernels as their ``n_threads`` argument, bound by
+    the dispatcher (as scikit-learn's loss module takes it), not as state of the modules; the
+    result does not depend on it (fixed blocks, sums in block order)."""
+    require_backend("cython")
+    code = """
+import numpy as np, nnfast
+import nnfast._cython as cy
+from nnfast import _backend
+x = np.linspace(-3, 3, 1 << 18)
+with nnfast.use_backend("cython"):
+    one = nnfast.sigmoid(x)
+    assert _backend.kernel_in("cython", "activations", "sigmoid") is cy.activations.sigmoid
+    nnfast.set_num_threads(2)
+    fn = _backend.kernel_in("cython", "activations", "sigmoid")
+    if cy.HAVE_OPENMP:
+        assert fn.func is cy.activations.sigmoid and fn.keywords == {"n_threads": 2}, fn
+    assert _backend.kernel_in("cython", "dense", "dense_forward") is cy.dense.dense_forward
+    two = nnfast.sigmoid(x)
+assert np.array_equal(one, two)
+assert not any(hasattr(m, "set_num_threads") for m in (cy.activations, cy.losses, cy.dense,
+                                                       cy.batchnorm, cy.optim))
+print("ok")
+"""
+    env = {k: v for k, v in os.environ.items() if k != "NNFAST_BACKEND"}
+    r = run_python("-c", code, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
 
 
 # --- every backend: deterministic, thread-safe on distinct outputs ------------------------------

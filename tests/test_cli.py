@@ -1,12 +1,11 @@
 """The ``nnfast`` command line: ``info``, ``bench`` and ``demo`` through ``main(argv)``."""
 import json
+import os
 import re
-import subprocess
-import sys
 
 import numpy as np
-
 import pytest
+from conftest import run_python
 
 import nnfast
 from nnfast import _bench
@@ -172,8 +171,7 @@ def test_demo_errors_clearly_or_runs(capsys, monkeypatch):
 
 
 def test_python_dash_m(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "nnfast", "--version"], capture_output=True,
-                          text=True, timeout=60)
+    proc = run_python("-m", "nnfast", "--version", timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert nnfast.__version__ in proc.stdout
 
@@ -187,8 +185,7 @@ def test_demo_end_to_end(capsys):
 
 
 def test_bad_backend_variable_is_one_line_not_a_traceback():
-    r = subprocess.run([sys.executable, "-m", "nnfast", "info"], capture_output=True, text=True,
-                       env=dict(__import__("os").environ, NNFAST_BACKEND="bogus"), timeout=120)
+    r = run_python("-m", "nnfast", "info", env=dict(os.environ, NNFAST_BACKEND="bogus"))
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert r.stderr.startswith("nnfast: error: NNFAST_BACKEND: unknown backend 'bogus'")
@@ -202,7 +199,7 @@ def test_info_into_a_closed_pipe_is_quiet():
             "p.stdout.close()\n"
             "err = p.stderr.read().decode(); p.wait()\n"
             "print(p.returncode); print(err)\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    r = run_python("-c", code)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert "Traceback" not in r.stdout and "BrokenPipe" not in r.stdout, r.stdout

@@ -3,13 +3,11 @@ differences; training on digits; persistence; steady-state allocation; bad input
 import gc
 import itertools
 import math
-import subprocess
-import sys
 import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import close, make_rng, require_backend
+from conftest import close, make_rng, require_backend, run_python
 
 import nnfast
 
@@ -267,14 +265,9 @@ def test_init_schemes():
 # ------------------------------------------------------------------------ training --
 @pytest.fixture(scope="module")
 def digits():
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
+    from nnfast._data import digits_split
 
-    X, y = load_digits(return_X_y=True)
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
-    scaler = StandardScaler().fit(Xtr)
-    return scaler.transform(Xtr), scaler.transform(Xte), ytr, yte
+    return digits_split(seed=0, dtype=None)
 
 
 @pytest.mark.parametrize("optimizer,lr,bn", [("adam", 1e-3, False), ("adam", 1e-3, True),
@@ -562,7 +555,7 @@ def test_fit_progress_writes_nothing_into_a_log():
             "y = (X[:, 0] > 0).astype(int)\n"
             "h = nnfast.MLP([5, 4, 2], seed=0).fit(X, y, epochs=3, tol=None)\n"
             "print('epochs', h.epochs)\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    r = run_python("-c", code, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "epochs 3\n"
     assert "\r" not in r.stderr and "fit:" not in r.stderr, r.stderr

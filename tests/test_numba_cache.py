@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import nnfast
+from nnfast import _backend
 
 pytestmark = pytest.mark.skipif("numba" not in nnfast.backends(),
                                 reason="the numba backend is not available here")
@@ -182,7 +183,7 @@ def test_no_cached_kernel_links_a_parallel_one(tmp_path):
     from numba.core.registry import CPUDispatcher
     exec(open({train!r}).read())
     bad, seen = [], 0
-    for name in ("activations", "losses", "dense", "batchnorm", "optim", "step"):
+    for name in nnfast._backend.KERNEL_MODULES + ("step", "_blocks"):
         module = importlib.import_module("nnfast._numba." + name)
         for attr, fn in vars(module).items():
             if not isinstance(fn, CPUDispatcher) or fn.targetoptions.get("parallel"):
@@ -211,7 +212,7 @@ def test_every_cached_kernel_has_the_damage_guards():
     from numba.core.registry import CPUDispatcher
 
     guarded = 0
-    for name in ("_fastmath", "activations", "losses", "dense", "batchnorm", "optim", "step"):
+    for name in ("_fastmath", "_blocks") + _backend.KERNEL_MODULES + ("step",):
         module = importlib.import_module(f"nnfast._numba.{name}")
         for attr, fn in vars(module).items():
             if isinstance(fn, CPUDispatcher) and fn.__module__ == module.__name__:

@@ -11,24 +11,17 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from kernel_common cimport (BLOCK, GRAD, IDENTITY, LEAKY_RELU, PARALLEL_MIN, RELU, SIGMOID, TANH,
-                            NN_HAVE_OPENMP, block_len, n_blocks, nn_max_threads, softmax_rows,
+                            NN_HAVE_OPENMP, block_len, n_blocks, softmax_rows,
                             unary_block)
 
 #: Whether this build has OpenMP (nnfast._cython.HAVE_OPENMP reads it).
 HAVE_OPENMP = bool(NN_HAVE_OPENMP)
-cdef int n_threads = nn_max_threads()
-
-
-def set_num_threads(int n):
-    """Threads used by this module's parallel loops."""
-    global n_threads
-    n_threads = n
 
 
 cdef void run_unary(int op, floating slope,
                     const floating[::1] x,      # IN
                     floating[::1] out,          # OUT (may be x)
-                    ) noexcept nogil:
+                    int n_threads) noexcept nogil:
     cdef Py_ssize_t n = x.shape[0], nb = n_blocks(n), b
     if n == 0:
         return
@@ -41,63 +34,63 @@ cdef void run_unary(int op, floating slope,
             unary_block(op, slope, xp + b * BLOCK, op_ + b * BLOCK, block_len(n, b))
 
 
-def sigmoid(const floating[::1] x, floating[::1] out):
+def sigmoid(const floating[::1] x, floating[::1] out, int n_threads=1):
     """a = 1 / (1 + e^{-z}), without overflow for any z."""
     with nogil:
-        run_unary(SIGMOID, <floating>0, x, out)
+        run_unary(SIGMOID, <floating>0, x, out, n_threads)
     return out.base
 
 
-def sigmoid_grad(const floating[::1] a, floating[::1] out):
+def sigmoid_grad(const floating[::1] a, floating[::1] out, int n_threads=1):
     """g'(z) = a(1 - a)."""
     with nogil:
-        run_unary(GRAD + SIGMOID, <floating>0, a, out)
+        run_unary(GRAD + SIGMOID, <floating>0, a, out, n_threads)
     return out.base
 
 
-def tanh(const floating[::1] x, floating[::1] out):
+def tanh(const floating[::1] x, floating[::1] out, int n_threads=1):
     """a = tanh(z)."""
     with nogil:
-        run_unary(TANH, <floating>0, x, out)
+        run_unary(TANH, <floating>0, x, out, n_threads)
     return out.base
 
 
-def tanh_grad(const floating[::1] a, floating[::1] out):
+def tanh_grad(const floating[::1] a, floating[::1] out, int n_threads=1):
     """g'(z) = 1 - a^2."""
     with nogil:
-        run_unary(GRAD + TANH, <floating>0, a, out)
+        run_unary(GRAD + TANH, <floating>0, a, out, n_threads)
     return out.base
 
 
-def relu(const floating[::1] x, floating[::1] out):
+def relu(const floating[::1] x, floating[::1] out, int n_threads=1):
     """g(z) = max(0, z)."""
     with nogil:
-        run_unary(RELU, <floating>0, x, out)
+        run_unary(RELU, <floating>0, x, out, n_threads)
     return out.base
 
 
-def relu_grad(const floating[::1] z, floating[::1] out):
+def relu_grad(const floating[::1] z, floating[::1] out, int n_threads=1):
     """g'(z) = 0 if z < 0, 1 if z >= 0."""
     with nogil:
-        run_unary(GRAD + RELU, <floating>0, z, out)
+        run_unary(GRAD + RELU, <floating>0, z, out, n_threads)
     return out.base
 
 
-def leaky_relu(const floating[::1] x, double slope, floating[::1] out):
+def leaky_relu(const floating[::1] x, double slope, floating[::1] out, int n_threads=1):
     """g(z) = z if z >= 0 else slope * z."""
     with nogil:
-        run_unary(LEAKY_RELU, <floating>slope, x, out)
+        run_unary(LEAKY_RELU, <floating>slope, x, out, n_threads)
     return out.base
 
 
-def leaky_relu_grad(const floating[::1] z, double slope, floating[::1] out):
+def leaky_relu_grad(const floating[::1] z, double slope, floating[::1] out, int n_threads=1):
     """g'(z) = 1 if z >= 0 else slope."""
     with nogil:
-        run_unary(GRAD + LEAKY_RELU, <floating>slope, z, out)
+        run_unary(GRAD + LEAKY_RELU, <floating>slope, z, out, n_threads)
     return out.base
 
 
-def softmax(const floating[:, ::1] x, floating[:, ::1] out):
+def softmax(const floating[:, ::1] x, floating[:, ::1] out, int n_threads=1):
     """Row-wise softmax of (n, k) x; out may be x."""
     cdef Py_ssize_t n = x.shape[0], k = x.shape[1], rows, nb, b
     if n == 0 or k == 0:

@@ -11,15 +11,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 import numpy as np
 
-from kernel_common cimport PARALLEL_MIN, BLOCK, fsqrt, nn_max_threads
+from kernel_common cimport BLOCK, PARALLEL_MIN, fsqrt
 
-cdef int n_threads = nn_max_threads()
-
-
-def set_num_threads(int n):
-    """Threads used by this module's parallel loops."""
-    global n_threads
-    n_threads = n
 
 
 cdef inline Py_ssize_t rows_per_block(Py_ssize_t m, Py_ssize_t n) noexcept nogil:
@@ -29,9 +22,9 @@ cdef inline Py_ssize_t rows_per_block(Py_ssize_t m, Py_ssize_t n) noexcept nogil
 
 
 cdef void affine_rows(const floating* z, const floating* shift, const floating* scale,
-                      const floating* beta, floating* xhat, floating* out, Py_ssize_t rows,
-                      Py_ssize_t n) noexcept nogil:
-    """xhat = (z - shift)·scale (skipped if xhat is NULL); out = xhat·γ + β, or, without xhat,
+                      const floating* gamma, const floating* beta, floating* xhat, floating* out,
+                      Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    """xhat = (z - shift)·scale and out = xhat·γ + β; or, with xhat and gamma NULL,
     out = (z - shift)·scale + β (then `scale` already holds γ/sqrt(σ²+ε))."""
     cdef Py_ssize_t i, j
     cdef floating x
@@ -40,7 +33,7 @@ cdef void affine_rows(const floating* z, const floating* shift, const floating* 
             for j in range(n):
                 x = (z[j] - shift[j]) * scale[j]
                 xhat[j] = x
-                out[j] = x * beta[n + j] + beta[j]       # beta[n:] holds γ
+                out[j] = x * gamma[j] + beta[j]
             xhat += n
         else:
             for j in range(n):
@@ -56,21 +49,18 @@ def batchnorm_forward_train(const floating[:, ::1] z,       # IN (m, n)
                             floating[:, ::1] out,           # OUT (m, n)
                             floating[:, ::1] xhat_out,      # OUT (m, n)
                             floating[::1] mean_out,         # OUT (n,)
-                            floating[::1] invstd_out):      # OUT (n,)
+                            floating[::1] invstd_out,       # OUT (n,)
+                            int n_threads=1):
     """x̂ = (z - μ_B)/sqrt(σ²_B + ε), out = γx̂ + β; returns the biased batch variance (n,)."""
     cdef Py_ssize_t m = z.shape[0], n = z.shape[1], i, j, rows, nb, b
     var_arr = np.zeros(n, dtype=np.float32 if floating is float else np.float64)
     cdef floating[::1] var = var_arr
-    # beta and gamma side by side for the row kernel
-    cdef floating[::1] bg = np.empty(2 * n, dtype=var_arr.dtype)
     cdef floating x
     if n == 0 or m == 0:
         return var_arr
     with nogil:
         for j in range(n):
             mean_out[j] = 0
-            bg[j] = beta[j]
-            bg[n + j] = gamma[j]
         for i in range(m):
             for j in range(n):
                 mean_out[j] = mean_out[j] + z[i, j]
@@ -86,8 +76,8 @@ def batchnorm_forward_train(const floating[:, ::1] z,       # IN (m, n)
     rows = rows_per_block(m, n)
     nb = (m + rows - 1) // rows
     for b in prange(nb, schedule='static', nogil=True, num_threads=n_threads):
-        affine_rows(&z[b * rows, 0], &mean_out[0], &invstd_out[0], &bg[0], &xhat_out[b * rows, 0],
-                    &out[b * rows, 0], min(rows, m - b * rows), n)
+        affine_rows(&z[b * rows, 0], &mean_out[0], &invstd_out[0], &gamma[0], &beta[0],
+                    &xhat_out[b * rows, 0], &out[b * rows, 0], min(rows, m - b * rows), n)
     return var_arr
 
 
@@ -97,7 +87,8 @@ def batchnorm_forward_infer(const floating[:, ::1] z,              # IN (m, n)
                             const floating[::1] running_mean,      # IN
                             const floating[::1] running_var,       # IN
                             double eps,
-                            floating[:, ::1] out):                 # OUT, may be z
+                            floating[:, ::1] out,                  # OUT, may be z
+                            int n_threads=1):
     """out = γ (z - running_mean)/sqrt(running_var + ε) + β."""
     cdef Py_ssize_t m = z.shape[0], n = z.shape[1], j, rows, nb, b
     if n == 0 or m == 0:
@@ -109,8 +100,8 @@ def batchnorm_forward_infer(const floating[:, ::1] z,              # IN (m, n)
     rows = rows_per_block(m, n)
     nb = (m + rows - 1) // rows
     for b in prange(nb, schedule='static', nogil=True, num_threads=n_threads):
-        affine_rows(&z[b * rows, 0], &running_mean[0], &scale[0], &beta[0], <floating*>NULL,
-                    &out[b * rows, 0], min(rows, m - b * rows), n)
+        affine_rows(&z[b * rows, 0], &running_mean[0], &scale[0], <const floating*>NULL,
+                    &beta[0], <floating*>NULL, &out[b * rows, 0], min(rows, m - b * rows), n)
     return out.base
 
 
@@ -132,7 +123,8 @@ def batchnorm_backward(const floating[:, ::1] dout,      # IN (m, n)
                        const floating[::1] invstd,       # IN (n,)
                        floating[:, ::1] dz_out,          # OUT (m, n), may be dout
                        floating[::1] dgamma_out,         # OUT (n,)
-                       floating[::1] dbeta_out):         # OUT (n,)
+                       floating[::1] dbeta_out,          # OUT (n,)
+                       int n_threads=1):
     """dβ = Σ dout, dγ = Σ dout·x̂, dz = γ·invstd/m · (m·dout - dβ - x̂·dγ)."""
     cdef Py_ssize_t m = dout.shape[0], n = dout.shape[1], i, j, rows, nb, b
     if n == 0:

@@ -12,19 +12,10 @@ BLAS runs its own threads inside each GEMM; the epilogues are serial per block.
 from cython cimport floating
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-from kernel_common cimport (GRAD, IDENTITY, SOFTMAX, grad_mul_block, nn_max_threads, softmax_rows,
-                            unary_block)
-
-cdef int n_threads = nn_max_threads()
+from kernel_common cimport IDENTITY, SOFTMAX, grad_mul_block, softmax_rows, unary_block
 
 cdef enum:
     EPILOGUE = 131072    # output elements per row block (512 KiB f32: L2; 32768 was 0.6-0.8x NumPy)
-
-
-def set_num_threads(int n):
-    """Threads used by this module's parallel loops (the GEMMs use BLAS's own threads)."""
-    global n_threads
-    n_threads = n
 
 
 cdef inline void gemm(char transa, char transb, int M, int N, int K, const floating* A, int lda,

@@ -15,9 +15,10 @@
  * so that results down to the subnormal range and up to overflow (inf) come out as libm's.
  * x is clamped (with NaN-preserving compares) to a range where n fits; NaN in gives NaN out.
  *
- * tanh(x): for |x| < 0.625 an odd polynomial/rational (Cephes), accurate near 0 where
- * 1 - 2/(e^{2|x|}+1) cancels; otherwise 1 - 2/(e^{2|x|}+1) with the sign of x. Both are computed
- * and one is selected, so the loop has no branch.
+ * tanh(x): float, one rational function of x^2 on the whole range (as the Numba backend's);
+ * double, for |x| < 0.625 Cephes' rational, accurate near 0 where 1 - 2/(e^{2|x|}+1) cancels,
+ * otherwise 1 - 2/(e^{2|x|}+1) with the sign of x. Both are computed and one is selected, so the
+ * loop has no branch.
  */
 #ifndef NNFAST_FASTMATH_H
 #define NNFAST_FASTMATH_H
@@ -64,34 +65,32 @@ static inline float nn_expf(float x)
     return p * s1 * s2;
 }
 
-/* e^x for x in [-87, 88] (normal results): one scale, for callers that clamp already. */
-static inline float nn_expf_normal(float x)
-{
-    const float magic = 12582912.0f;
-    float t = x * 1.44269504088896341f + magic;
-    int32_t n = nn_bits_f32(t) - nn_bits_f32(magic);
-    float fn = t - magic;
-    float r = x - fn * 0.693359375f;
-    r = r - fn * -2.12194440e-4f;
-    return nn_expf_poly(r) * nn_f32_from_bits((int32_t)((uint32_t)(n + 127) << 23));
-}
-
+/* tanh(x) = x (1 + z N(z)) / (1 + z D(z)), z = x^2, x clamped to [-9, 9]: one rational function
+ * on the whole range, no exp — nnfast/_numba/_fastmath.py's _tanh_f32, the same coefficients
+ * (float32 of the same doubles) in the same order; its comment gives the fit and the error. */
 static inline float nn_tanhf(float x)
 {
-    float ax = (x < 0.0f) ? -x : x;
-    /* small |x|: Cephes tanhf odd polynomial */
+    x = (x > 9.0f) ? 9.0f : x;                    /* NaN compares false and passes through */
+    x = (x < -9.0f) ? -9.0f : x;
     float z = x * x;
-    float p = -5.70498872745E-3f;
-    p = p * z + 2.06390887954E-2f;
-    p = p * z - 5.37397155531E-2f;
-    p = p * z + 1.33314422036E-1f;
-    p = p * z - 3.33332819422E-1f;
-    float small = p * z * x + x;
-    /* large |x|: tanh(|x|) = 1 - 2/(e^{2|x|}+1); tanh rounds to 1 in float for |x| > 9.1 */
-    float a2 = 2.0f * ((ax > 20.0f) ? 20.0f : ax);   /* NaN passes through */
-    float big = 1.0f - 2.0f / (nn_expf_normal(a2) + 1.0f);
-    big = (x < 0.0f) ? -big : big;
-    return (ax < 0.625f) ? small : big;
+    float p = (float)-1.0240338091382917e-11;
+    p = p * z + (float)2.7612813369159994e-08;
+    p = p * z + (float)2.6655729016056284e-05;
+    p = p * z + (float)0.0037977690808475018;
+    p = p * z + (float)0.13622638583183289;
+    p = p * z;
+    float q = (float)1.1966753845626954e-06;
+    q = q * z + (float)0.0003816811367869377;
+    q = q * z + (float)0.026984481140971184;
+    q = q * z + (float)0.46955958008766174;
+    q = q * z + 1.0f;
+    float r = (x + x * p) / q;
+    r = (r > 1.0f) ? 1.0f : r;                    /* rounding can overshoot 1 near x = 8.1 */
+    r = (r < -1.0f) ? -1.0f : r;
+    /* R(9) = 1 holds in exact arithmetic; without FMA (the baseline build) it rounds to
+     * 1 - 2 ulp, so the clamped ends are set exactly: tanh(±9) rounds to ±1 in float. */
+    r = (x == 9.0f) ? 1.0f : r;
+    return (x == -9.0f) ? -1.0f : r;
 }
 
 /* 1 / (1 + e^{-x}) as (x >= 0 ? 1 : e) / (1 + e) with e = e^{-|x|}: no overflow, exact tails. */

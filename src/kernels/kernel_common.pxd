@@ -1,28 +1,26 @@
 # Shared by every kernel module (cimported, compiled into each; nothing is imported at run time).
 #
-# - fastmath.h: vectorizable exp/tanh/sigmoid (see its header comment); fexp/ftanh/fsigmoid pick
-#   the float or double version for the fused type.
+# - fastmath.h: vectorizable exp/tanh/sigmoid (see its header comment); `fexp` picks the float or
+#   double exp for the fused type (`flog`, `flog1p`, `fsqrt`: libm).
 # - sigmoid/tanh/softmax-exp loops live in fastmath.h (compiled for AVX2 and baseline, picked at
 #   run time); the rest of the per-element math is here or in the modules.
 # - Elementwise blocks: `unary_block(op, ...)` applies an activation (op = a code from
-#   nnfast._kinds) or its derivative (op = GRAD + code) to a contiguous block; `grad_mul_block`
-#   multiplies a block by g'(src) (the δ_prev epilogue); `softmax_rows` works row by row. Each loop
-#   is a plain serial loop over raw pointers that gcc vectorizes (checked with -fopt-info-vec).
-# - Parallel loops: arrays of fewer than PARALLEL_MIN elements run serially (a parallel region
-#   costs a few microseconds, more than the work below ~2**17 elements, measured on the 2-core
-#   EPYC; the same threshold as the Numba backend's _fastmath.PARALLEL_MIN, where the
-#   measurements are written down); larger ones are cut into fixed BLOCK-element blocks run by
-#   prange(schedule='static'). Blocks do not depend on the thread count, and reductions add their
-#   per-block partial sums in block order, so results are the same for any thread count.
+#   nnfast._constants) or its derivative (op = GRAD + code) to a contiguous block;
+#   `grad_mul_block` multiplies a block by g'(src) (the δ_prev epilogue); `softmax_rows` works row
+#   by row. Each loop is a plain serial loop over raw pointers that gcc vectorizes (checked with
+#   -fopt-info-vec).
+# - Parallel loops: arrays of fewer than PARALLEL_MIN elements run serially; larger ones are cut
+#   into fixed BLOCK-element blocks run by prange(schedule='static', num_threads=n_threads), the
+#   thread count a kernel argument (nnfast._backend passes it). Blocks do not depend on the thread
+#   count, and reductions add their per-block partial sums in block order, so results are the
+#   same for any thread count.
+# - The constants below are nnfast/_constants.py's (the source; tests/test_constants.py checks
+#   every name of these enums against it).
 from cython cimport floating
 
 cdef extern from "fastmath.h" nogil:
     float nn_expf(float x)
-    float nn_tanhf(float x)
-    float nn_sigmoidf(float x)
     double nn_exp(double x)
-    double nn_tanh(double x)
-    double nn_sigmoid(double x)
     # whole loops, with run-time AVX2 dispatch (see fastmath.h)
     void nn_sigmoid_loop_f32(const float* x, float* out, Py_ssize_t n)
     void nn_sigmoid_loop_f64(const double* x, double* out, Py_ssize_t n)
@@ -33,7 +31,6 @@ cdef extern from "fastmath.h" nogil:
 
 cdef extern from "parallel.h" nogil:
     const int NN_HAVE_OPENMP
-    int nn_max_threads()
 
 cdef extern from "<math.h>" nogil:
     float logf(float x)
@@ -43,7 +40,7 @@ cdef extern from "<math.h>" nogil:
     float sqrtf(float x)
     double sqrt(double x)
 
-# Activation codes: the same numbers as nnfast/_kinds.py.
+# nnfast/_constants.py: activation codes, GRAD, PARALLEL_MIN, BLOCK.
 cdef enum:
     IDENTITY = 0
     SIGMOID = 1
@@ -118,9 +115,6 @@ cdef inline void unary_block(int op, floating slope, const floating* x, floating
     elif op == LEAKY_RELU:
         for i in range(n):
             out[i] = x[i] * (1 if x[i] >= 0 else slope)
-    elif op == GRAD + IDENTITY:
-        for i in range(n):
-            out[i] = 1
     elif op == GRAD + SIGMOID:
         for i in range(n):
             out[i] = x[i] * (1 - x[i])

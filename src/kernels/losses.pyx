@@ -12,16 +12,9 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdlib cimport free, malloc
 
-from kernel_common cimport (BLOCK, PARALLEL_MIN, fexp, flog, flog1p, n_blocks, nn_exp_shift_loop_f32,
-                            nn_exp_shift_loop_f64, nn_max_threads)
+from kernel_common cimport (BLOCK, PARALLEL_MIN, fexp, flog, flog1p, n_blocks,
+                            nn_exp_shift_loop_f32, nn_exp_shift_loop_f64)
 
-cdef int n_threads = nn_max_threads()
-
-
-def set_num_threads(int n):
-    """Threads used by this module's parallel loops."""
-    global n_threads
-    n_threads = n
 
 
 cdef inline Py_ssize_t rows_per_block(Py_ssize_t m, Py_ssize_t k) noexcept nogil:
@@ -61,7 +54,8 @@ cdef double softmax_xent_rows(const floating* x, const long long* labels, floati
 
 def softmax_cross_entropy(const floating[:, ::1] logits,    # IN
                           const long long[::1] labels,      # IN, in [0, K)
-                          floating[:, ::1] dout):           # OUT (may be logits)
+                          floating[:, ::1] dout,            # OUT (may be logits)
+                          int n_threads=1):
     """J = -1/m Σ log softmax(z_i)[y_i]; dout = (softmax(z) - onehot(y)) / m."""
     cdef Py_ssize_t m = logits.shape[0], k = logits.shape[1]
     cdef Py_ssize_t rows = rows_per_block(m, k), nb = (m + rows - 1) // rows, b
@@ -117,7 +111,8 @@ cdef double softmax_xent_probs_rows(const floating* x, const floating* t, floati
 
 def softmax_cross_entropy_probs(const floating[:, ::1] logits,    # IN
                                 const floating[:, ::1] targets,   # IN
-                                floating[:, ::1] dout):           # OUT (may be logits/targets)
+                                floating[:, ::1] dout,            # OUT (may be logits/targets)
+                                int n_threads=1):
     """Softmax cross-entropy against target rows (one-hot or soft)."""
     cdef Py_ssize_t m = logits.shape[0], k = logits.shape[1]
     cdef Py_ssize_t rows = rows_per_block(m, k), nb = (m + rows - 1) // rows, b
@@ -179,7 +174,7 @@ cdef double loss_block(int op, const floating* x, const floating* t, floating* d
 
 
 cdef double run_loss(int op, const floating* x, const floating* t, floating* d, floating c,
-                     Py_ssize_t n) except? -1:
+                     Py_ssize_t n, int n_threads) except? -1:
     cdef Py_ssize_t nb = n_blocks(n), b
     cdef double total = 0
     cdef double* part
@@ -201,30 +196,33 @@ cdef double run_loss(int op, const floating* x, const floating* t, floating* d, 
 
 def sigmoid_binary_cross_entropy(const floating[:, ::1] logits,    # IN
                                  const floating[:, ::1] targets,   # IN
-                                 floating[:, ::1] dout):           # OUT (may alias an input)
+                                 floating[:, ::1] dout,            # OUT (may alias an input)
+                                 int n_threads=1):
     """J = -1/m Σ [y log σ(z) + (1-y) log(1-σ(z))]; dout = (σ(z) - y)/m."""
     cdef Py_ssize_t m = logits.shape[0]
     if logits.shape[1] == 0:
         return 0.0
     return run_loss(BCE, &logits[0, 0], &targets[0, 0], &dout[0, 0], <floating>(1.0 / m),
-                    m * logits.shape[1]) / m
+                    m * logits.shape[1], n_threads) / m
 
 
 def mean_squared_error(const floating[:, ::1] pred,      # IN
                        const floating[:, ::1] targets,   # IN
-                       floating[:, ::1] dout):           # OUT (may alias an input)
+                       floating[:, ::1] dout,            # OUT (may alias an input)
+                       int n_threads=1):
     """The seed's J = 1/(2m) Σ (h - y)^2; dout = (h - y)/m."""
     cdef Py_ssize_t m = pred.shape[0]
     if pred.shape[1] == 0:
         return 0.0
     return run_loss(MSE, &pred[0, 0], &targets[0, 0], &dout[0, 0], <floating>(1.0 / m),
-                    m * pred.shape[1]) / (2 * m)
+                    m * pred.shape[1], n_threads) / (2 * m)
 
 
 def sum_squares_scaled(const floating[::1] w,       # IN
                        double scale,
-                       floating[::1] grad_out):     # OUT
+                       floating[::1] grad_out,      # OUT
+                       int n_threads=1):
     """Returns Σ w^2 (in double) and writes grad_out = scale * w."""
     if w.shape[0] == 0:
         return 0.0
-    return run_loss(SUMSQ, &w[0], &w[0], &grad_out[0], <floating>scale, w.shape[0])
+    return run_loss(SUMSQ, &w[0], &w[0], &grad_out[0], <floating>scale, w.shape[0], n_threads)

@@ -26,20 +26,21 @@
 #define NN_CLONES3
 #endif
 
-/* Adam: θ·decay (AdamW) or dθ + wd·θ (coupled), V = β1 V + (1-β1) dθ, S = β2 S + (1-β2) dθ²,
- * θ -= α (V/bc1) / (sqrt(S/bc2 + ε) or sqrt(S/bc2) + ε). */
+/* Adam: θ·wd_factor (AdamW: 1 - α·wd) or dθ + wd·θ (coupled), V = β1 V + (1-β1) dθ,
+ * S = β2 S + (1-β2) dθ², θ -= α (V/bc1) / (sqrt(S/bc2 + ε) or sqrt(S/bc2) + ε). */
 #define NN_ADAM_LOOP(name, T, SQRT) \
     NN_CLONES3 static void name(T *restrict p, const T *restrict g, T *restrict m, \
-                                T *restrict v, T lr, T beta1, T c1, T beta2, T c2, T eps, \
-                                T wd, T decay, T bc1, T bc2, int eps_inside, ptrdiff_t n) \
+                                T *restrict v, T lr, T beta1, T one_minus_b1, T beta2, \
+                                T one_minus_b2, T eps, T wd, T wd_factor, T bc1, T bc2, \
+                                int eps_inside, ptrdiff_t n) \
     { \
         const T inv_bc1 = 1 / bc1, inv_bc2 = 1 / bc2; \
         for (ptrdiff_t i = 0; i < n; i++) { \
-            T pi = p[i] * decay, gi = g[i]; \
+            T pi = p[i] * wd_factor, gi = g[i]; \
             if (wd != 0) \
                 gi = gi + wd * pi; \
-            T mi = m[i] * beta1 + c1 * gi; \
-            T vi = v[i] * beta2 + c2 * gi * gi; \
+            T mi = m[i] * beta1 + one_minus_b1 * gi; \
+            T vi = v[i] * beta2 + one_minus_b2 * gi * gi; \
             m[i] = mi; \
             v[i] = vi; \
             T m_corr = mi * inv_bc1, v_corr = vi * inv_bc2; \
@@ -50,13 +51,14 @@
 /* RMSprop: S = β S + (1-β) dθ², θ -= α dθ / (sqrt(S + ε) or sqrt(S) + ε). */
 #define NN_RMSPROP_LOOP(name, T, SQRT) \
     NN_CLONES3 static void name(T *restrict p, const T *restrict g, T *restrict s, T lr, \
-                                T beta, T c, T eps, T wd, int eps_inside, ptrdiff_t n) \
+                                T beta, T one_minus_b, T eps, T wd, int eps_inside, \
+                                ptrdiff_t n) \
     { \
         for (ptrdiff_t i = 0; i < n; i++) { \
             T pi = p[i], gi = g[i]; \
             if (wd != 0) \
                 gi = gi + wd * pi; \
-            T si = s[i] * beta + c * gi * gi; \
+            T si = s[i] * beta + one_minus_b * gi * gi; \
             s[i] = si; \
             p[i] = pi - lr * gi / (eps_inside ? SQRT(si + eps) : SQRT(si) + eps); \
         } \

@@ -10,37 +10,21 @@ what ``bench/`` measured on this machine class.
 """
 import contextlib
 import contextvars
+import functools
 import importlib
 import importlib.util
 import os
 import sys
 
+from ._constants import PARALLEL_MIN
+
 BACKENDS = ("reference", "numba", "cython")
 _PACKAGES = {"reference": "nnfast._reference", "numba": "nnfast._numba", "cython": "nnfast._cython"}
-
-#: Arrays with at least this many elements are split over threads by both compiled backends
-#: (the Cython one repeats it in src/kernels/kernel_common.pxd); below it one thread runs
-#: the loop. Measured on the idle 2-core machine (adam_update float32, serial -> 2 threads):
-#: 1e5 elements 34.5 -> 29.0 µs, 5.4e5 150.8 -> 84.7 µs, 1e6 282.5 -> 153.4 µs. While other
-#: processes kept both cores busy, a parallel region often waited a whole scheduler slice
-#: (~8 ms) for its second thread (relu at 2**16: 5 µs serial, 15 ms median parallel). 2**17 takes
-#: threads only where they give ~1.5x or more, so a stall costs at most a few times the work.
-PARALLEL_MIN = 1 << 17
 
 #: (module, kernel) -> list of (max_elements, backend); the first row whose max_elements is
 #: >= the call's size (or None = any size) wins; a kernel without a row, or whose backend is not
 #: available, takes the first available backend in FALLBACK.
-#: Measured with `nnfast bench --sizes 1000 10000 100000 1000000` (float32 and float64, idle
-#: 2-core AMD EPYC Zen 4, 2026-11-28; the table is in the issue notes and bench/README.md):
-#: Numba's kernels, compiled for the host CPU (AVX-512 here), are the fastest almost everywhere
-#: (e.g. adam_update 1e5: numba 4.8x NumPy, cython 1.3x — the wheel's Cython is built for
-#: baseline x86-64, and its OpenMP loops run on one thread unless set_num_threads asks for
-#: more, see nnfast._cython); Cython's row kernel wins for softmax_cross_entropy on one thread
-#: ((1024, 10) float32: 3.2x vs 2.0x); from PARALLEL_MIN (2**17) elements Numba's splits rows
-#: over threads and wins ((256, 1000) float32: 2.2-2.5x vs 1.3-1.4x; (1024, 1000): 3.2x vs 1.7x).
-#: tanh: NumPy's own float32 tanh is SIMD (AVX-512 here) and below ~1e5 elements no compiled
-#: tanh beats it by more than the noise (numba 1e4: 0.84x-1.15x across runs, cython 0.6x), so
-#: the reference's np.tanh serves small arrays; numba's (2 threads) from 2**17 (1e6: 2.3x).
+#: The rows are measured by `nnfast bench` (figures: bench/README.md, "The dispatch table").
 AUTO_TABLE = {
     ("activations", "tanh"): [(PARALLEL_MIN - 1, "reference"), (None, "numba")],
     ("losses", "softmax_cross_entropy"): [(PARALLEL_MIN - 1, "cython"), (None, "numba")],
@@ -50,12 +34,9 @@ FALLBACK = ("numba", "cython", "reference")
 
 #: What "auto" runs a network's passes on (``MLP``: forward, loss, backpropagation, the optimizer
 #: update, gradient checks): the first available of these. The Cython kernels are compiled ahead
-#: of time, so a process's first training step costs no compilation; Numba's first step costs
-#: its import and refresh (~0.4 s) even with a warm cache and 3-10 s cold (issue 6). Measured
-#: (2-core AMD EPYC Zen 4, float32, Adam, steady state, min of 7x50 steps, bench/bench_step.py
-#: measures the same): 6-8-3 b32 cython 20 us vs the numba whole-step kernel 16 us; 64-128-64-10
-#: b64 113 vs 104 us; 64-128-128-10 b32 120 vs 124 us; 784-512-256-10 b128 2.43 vs 2.03 ms.
-#: ``set_backend("numba")`` takes the Numba whole-step kernel.
+#: of time, so a first training step costs no compilation (Numba's costs 0.4-10 s, issue 6).
+#: ``set_backend("numba")`` takes the Numba whole-step kernel. Measured by bench/bench_step.py
+#: (figures: bench/README.md, "The dispatch table").
 NETWORK_ORDER = ("cython", "numba", "reference")
 
 _available = {}
@@ -65,7 +46,8 @@ _cache = {}
 _num_threads = None
 
 
-_MODULES = ("activations", "losses", "dense", "batchnorm", "optim")
+#: The kernel modules every backend package has (and the Numba one also ``step``).
+KERNEL_MODULES = ("activations", "losses", "dense", "batchnorm", "optim")
 
 
 def _probe(name):
@@ -75,11 +57,30 @@ def _probe(name):
     if name == "numba" and importlib.util.find_spec("numba") is None:
         return False
     try:
-        for module in _MODULES:
+        for module in KERNEL_MODULES:
             importlib.import_module(f"{_PACKAGES[name]}.{module}")
     except ImportError:
         return False
     return True
+
+
+def missing(name, kernels=KERNEL_MODULES):
+    """Why the backend ``name`` cannot run ``kernels`` here, or None if it can: the one check of
+    the tests' and the benchmarks' skips. ``kernels``: module names, or (module, function)
+    pairs whose function must exist too."""
+    if name not in backends():
+        return f"backend {name!r} is not in nnfast.backends() = {backends()}"
+    package = _PACKAGES[name]
+    for kernel in kernels:
+        module, function = (kernel, None) if isinstance(kernel, str) else kernel
+        try:
+            mod = importlib.import_module(f"{package}.{module}")
+        except ImportError as exc:
+            return (f"nnfast.backends() lists {name!r}, but {package}.{module} does not import "
+                    f"({type(exc).__name__}: {exc})")
+        if function is not None and not hasattr(mod, function):
+            return f"{package}.{module} has no {function}"
+    return None
 
 
 def available(name):
@@ -172,6 +173,16 @@ def _module(backend, module):
     return mod
 
 
+def _bound(backend, module, fn):
+    """``fn`` as the dispatcher hands it out: the Cython kernels with parallel loops take their
+    thread count per call (``n_threads``), bound here when it is not their default of 1."""
+    if backend == "cython":
+        package = sys.modules[_PACKAGES["cython"]]
+        if module in package.THREADED and package.num_threads != 1:
+            return functools.partial(fn, n_threads=package.num_threads)
+    return fn
+
+
 def _auto_rows(module, name):
     """``((limit, backend), ...)`` for ``auto``, with unavailable backends resolved."""
     avail = backends()
@@ -210,7 +221,7 @@ def kernel_in(backend, module, name):
     key = (backend, module, name)
     fn = _cache.get(key)
     if fn is None:
-        fn = _cache[key] = getattr(_module(backend, module), name)
+        fn = _cache[key] = _bound(backend, module, getattr(_module(backend, module), name))
     return fn
 
 
@@ -234,6 +245,8 @@ def set_num_threads(n):
         package = sys.modules.get(_PACKAGES[backend])
         if package is not None and available(backend):
             package.set_num_threads(n)
+    for key in [key for key in _cache if key[0] == "cython"]:
+        del _cache[key]                     # bound again with the new count (_bound)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n, user_api="blas")

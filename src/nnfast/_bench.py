@@ -13,7 +13,6 @@ single- and all-core GEMM GFLOP/s, copy GB/s), then ``kernel_rows`` and ``step_r
 yield each measurement as soon as it is taken, with the median and IQR of its repeats, so that
 a noisy run shows as noisy.
 """
-import importlib
 import math
 import os
 import platform
@@ -230,17 +229,7 @@ LOW_LEVEL.update({
 
 def missing(backend, kernel):
     """Why ``backend`` cannot run the public function ``kernel``, or None if it can."""
-    if backend not in nnfast.backends():
-        return f"backend {backend!r} is not in nnfast.backends() = {nnfast.backends()}"
-    for module, name in LOW_LEVEL[kernel]:
-        package = _backend._PACKAGES[backend]
-        try:
-            mod = importlib.import_module(f"{package}.{module}")
-        except ImportError as exc:
-            return f"{package}.{module} does not import: {exc}"
-        if not hasattr(mod, name):
-            return f"{package}.{module} has no {name}"
-    return None
+    return _backend.missing(backend, LOW_LEVEL[kernel])
 
 
 def compiled_backends():

@@ -210,3 +210,38 @@ def integer(value, name, low=None, high=None):
 def beta(value, name):
     """A decay rate in [0, 1)."""
     return real(value, name, 0.0, 1.0, high_open=True)
+
+
+def flag(value, name):
+    """A bool (or NumPy bool scalar) as a Python bool; anything else — ``1``, a string, an array
+    whose truth value is ambiguous — is a TypeError."""
+    if value is True or value is False:
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, got {type(value).__name__}"
+                    + (f" of shape {value.shape}" if isinstance(value, np.ndarray) else ""))
+
+
+def choice(value, name, allowed):
+    """``value`` if it is one of the strings ``allowed`` (for a dict: its keys, and the value
+    it maps to is returned); TypeError for a non-string, ValueError for another string."""
+    if type(value) is not str or value not in allowed:
+        shown = sorted(allowed) if isinstance(allowed, dict) else list(allowed)
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, one of {shown}, got "
+                            f"{type(value).__name__}")
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {shown}, got {value!r}")
+    return allowed[value] if type(allowed) is dict else value
+
+
+def labels_in_range(y, name, n_classes, classes=None):
+    """ValueError unless the integer labels ``y`` (non-empty) all lie in [0, n_classes);
+    ``classes`` describes the allowed range in the message (default ``[0, K-1] for K
+    classes``). The one label-range check of ``losses`` and ``MLP``."""
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= n_classes:
+        classes = classes or f"[0, {n_classes - 1}] for {n_classes} classes"
+        raise ValueError(f"{name} holds labels in [{lo}, {hi}], outside {classes}")
+    return y

@@ -8,7 +8,7 @@ unbiased batch variance); inference mode uses the running statistics.
 import numpy as np
 
 from . import _backend
-from ._validate import checked_out, contiguous, disjoint, float_array, inplace_array, real
+from ._validate import checked_out, contiguous, disjoint, flag, float_array, inplace_array, real
 
 
 class BatchNormCache:
@@ -18,14 +18,6 @@ class BatchNormCache:
 
     def __init__(self, xhat, gamma, invstd):
         self.xhat, self.gamma, self.invstd = xhat, gamma, invstd
-
-
-def _flag(value, name):
-    """A bool (or NumPy bool scalar); an array's truth value is ambiguous: TypeError."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise TypeError(f"{name} must be a bool, got {type(value).__name__}"
-                    + (f" of shape {value.shape}" if isinstance(value, np.ndarray) else ""))
 
 
 def _cache_arrays(cache):
@@ -67,7 +59,7 @@ def batchnorm_forward(z, gamma, beta, running_mean, running_var, momentum=0.1, e
             raise ValueError(f"{name} has shape {arr.shape}, but z has {n} features")
     momentum = real(momentum, "momentum", 0.0, 1.0)
     eps = real(eps, "eps", 0.0, low_open=True)
-    training = _flag(training, "training")
+    training = flag(training, "training")
     read = [(z, "z"), (gamma, "gamma"), (beta, "beta")]
     if training:
         running_mean = inplace_array(running_mean, "running_mean", dt, (n,))

@@ -316,7 +316,3 @@ def main(argv=None):
         # goes to devnull so that the interpreter's final flush does not raise again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141   # 128 + SIGPIPE, what a shell reports for a killed pipeline member
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,16 +6,10 @@ our ``W.T``. The GEMM runs through BLAS; bias and activation (forward) and the a
 derivative (backward) are applied in the same pass that consumes the GEMM result.
 """
 
-from . import _backend, _kinds
-from ._validate import checked_out, contiguous, disjoint, float_array, real
+from . import _backend, _constants
+from ._validate import checked_out, choice, contiguous, disjoint, float_array, real
 
-_FORWARD = dict(_kinds.ACTIVATIONS, softmax=_kinds.SOFTMAX)
-
-
-def _activation(name, argname, allowed):
-    if not isinstance(name, str) or name not in allowed:
-        raise ValueError(f"{argname} must be one of {sorted(allowed)}, got {name!r}")
-    return allowed[name]
+_FORWARD = dict(_constants.ACTIVATIONS, softmax=_constants.SOFTMAX)
 
 
 def dense_forward(a, W, b, activation="identity", *, slope=0.01, out=None, z_out=None):
@@ -32,7 +26,7 @@ def dense_forward(a, W, b, activation="identity", *, slope=0.01, out=None, z_out
     array([[0. , 1.5],
            [0. , 1.5]])
     """
-    kind = _activation(activation, "activation", _FORWARD)
+    kind = choice(activation, "activation", _FORWARD)
     slope = real(slope, "slope")
     a = float_array(a, "a")
     W = float_array(W, "W", a.dtype)
@@ -70,7 +64,7 @@ def dense_backward(delta, a_prev, W, activation_prev="identity", *, z_prev=None,
     ``identity`` (e.g. the input layer's "activation") gives ``delta_prev = δ Wᵀ``.
     ``need_dprev=False`` skips δ_prev (first layer) and returns None for it.
     """
-    kind = _activation(activation_prev, "activation_prev", _kinds.ACTIVATIONS)
+    kind = choice(activation_prev, "activation_prev", _constants.ACTIVATIONS)
     slope = real(slope, "slope")
     delta = float_array(delta, "delta")
     a_prev = float_array(a_prev, "a_prev", delta.dtype)
@@ -83,7 +77,7 @@ def dense_backward(delta, a_prev, W, activation_prev="identity", *, z_prev=None,
         raise ValueError(f"shapes do not fit: delta {delta.shape}, a_prev {a_prev.shape}, "
                          f"W {W.shape} (need delta (m, n), a_prev (m, k), W (k, n))")
     src = a_prev
-    if need_dprev and kind in (_kinds.RELU, _kinds.LEAKY_RELU):
+    if need_dprev and kind in (_constants.RELU, _constants.LEAKY_RELU):
         if z_prev is None:
             raise ValueError(f"z_prev is required for activation_prev={activation_prev!r}")
         src = float_array(z_prev, "z_prev", delta.dtype)

@@ -9,7 +9,8 @@ written).
 import numpy as np
 
 from . import _backend
-from ._validate import as_array, contiguous, float_array, real, result_target, write_back
+from ._validate import (as_array, contiguous, float_array, labels_in_range, real, result_target,
+                        write_back)
 
 
 def softmax_cross_entropy(logits, y, out=None):
@@ -38,10 +39,7 @@ def softmax_cross_entropy(logits, y, out=None):
         if y.shape != (m,):
             raise ValueError(f"y has shape {y.shape}, but integer labels for logits of shape "
                              f"{logits.shape} must have shape ({m},)")
-        lo, hi = int(y.min()), int(y.max())
-        if lo < 0 or hi >= k:
-            raise ValueError(f"y holds labels in [{lo}, {hi}], outside [0, {k - 1}] for {k} classes")
-        labels = y.astype(np.int64, copy=False)
+        labels = labels_in_range(y, "y", k).astype(np.int64, copy=False)
         out, target = result_target(out, logits.shape, logits.dtype,
                                     ((logits, "logits"), (labels, "y")), alias=("logits",))
         loss = _backend.kernel("losses", "softmax_cross_entropy", logits.size)(
@@ -66,7 +64,8 @@ def _elementwise_loss(kernel_name, pred, y, out, pred_name):
     if pred.ndim == 1:
         pred = pred.reshape(-1, 1)
     if pred.ndim != 2:
-        raise ValueError(f"{pred_name} must be 1-D or 2-D (n_samples, n_outputs), got shape {shape}")
+        raise ValueError(f"{pred_name} must be 1-D or 2-D (n_samples, n_outputs), got shape "
+                         f"{shape}")
     if pred.shape[0] == 0:
         raise ValueError(f"{pred_name} has no rows; a mean over an empty batch is undefined")
     y = as_array(y, "y")

@@ -21,41 +21,36 @@ a plain attribute: learning-rate schedules (the seed's decay) set it between ste
 order of increasing complexity; ``style`` chooses whose formula is reproduced: the lecture's
 (``"seed"``), ``torch.optim``'s (``"torch"``) or scikit-learn's (``"sklearn"``).
 """
-import math
 import weakref
 
 import numpy as np
 
-from . import _backend, updates
-from ._validate import beta as check_beta
-from ._validate import real
+from . import _backend, _rules, updates
 
 __all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "make"]
 
 
-def _check_style(style, allowed):
-    if style not in allowed:
-        raise ValueError(f"style must be one of {allowed}, got {style!r}")
-    return style
-
-
-def _check_bool(value, name):
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return value
+def _hyperparameter(name):
+    """A read-only attribute that shows the rule's validated hyperparameter ``name``."""
+    return property(lambda self: getattr(self.rule, name),
+                    doc=f"``{name}``, as validated by the constructor (read-only).")
 
 
 class Optimizer:
     """Base class: ``lr``, the step counter ``t`` and lazily allocated per-parameter state."""
 
-    #: Names of the state arrays each parameter gets (zeros like the parameter).
-    state_names = ()
-
-    def __init__(self, lr):
+    def __init__(self, lr, rule):
         self.lr = lr
+        #: The ``nnfast._rules`` object that turns the hyperparameters into kernel arguments.
+        self.rule = rule
         self.t = 0
         self._state = {}
         self._trusted = None
+
+    @property
+    def state_names(self):
+        """Names of the state arrays each parameter gets (zeros like the parameter)."""
+        return self.rule.state_names
 
     @property
     def lr(self):
@@ -63,7 +58,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value):
-        self._lr = real(value, "lr", 0.0)
+        self._lr = _rules.learning_rate(value)
 
     def _lists(self, params, grads):
         if isinstance(params, (list, tuple)):
@@ -112,6 +107,9 @@ class Optimizer:
         self._update(params, grads, states, fresh, self.t + 1)
         self.t += 1
 
+    def _update(self, params, grads, states, fresh, t):
+        updates.apply(self.rule, self.lr, params, grads, states, t)
+
     def step_flat(self, param, grad):
         """``step(param, grad)`` for a caller that passes the same two 1-D arrays every time
         (``nnfast.MLP``'s flat buffers). The first call validates them through
@@ -127,8 +125,9 @@ class Optimizer:
                 self._trusted = (param, grad, self._state[0][2])
             return
         t = self.t + 1
-        _backend.kernel("optim", self._kernel_name, param.size)(param, grad, *trusted[2],
-                                                               *self._scalars(t))
+        rule = self.rule
+        kernel = _backend.kernel("optim", rule.kernel, param.size)
+        kernel(param, grad, *trusted[2], *rule.kernel_args(self.lr, t))
         self.t = t
 
     def reset(self):
@@ -142,7 +141,7 @@ class Optimizer:
         return f"{type(self).__name__}({opts})"
 
     def _options(self):
-        return {"lr": self.lr}
+        return {"lr": self.lr, **self.rule.options()}
 
 
 def _memory(p):
@@ -158,19 +157,9 @@ class SGD(Optimizer):
     """Plain gradient descent, the seed's ``θ = θ - α dθ`` (``weight_decay`` adds ``wd·θ``)."""
 
     def __init__(self, lr=0.01, weight_decay=0.0):
-        super().__init__(lr)
-        self.weight_decay = real(weight_decay, "weight_decay", 0.0)
+        super().__init__(lr, _rules.SGD(weight_decay))
 
-    _kernel_name = "sgd_update"
-
-    def _update(self, params, grads, states, fresh, t):
-        updates.sgd_update(params, grads, self.lr, self.weight_decay)
-
-    def _scalars(self, t):
-        return self.lr, self.weight_decay
-
-    def _options(self):
-        return {"lr": self.lr, "weight_decay": self.weight_decay}
+    weight_decay = _hyperparameter("weight_decay")
 
 
 class Momentum(Optimizer):
@@ -182,74 +171,40 @@ class Momentum(Optimizer):
     sklearn styles.
     """
 
-    state_names = ("velocity",)
-    _kernel_name = "momentum_update"
-
     def __init__(self, lr=0.01, beta=0.9, style="seed", dampening=None, nesterov=False,
                  weight_decay=0.0):
-        super().__init__(lr)
-        self.beta = check_beta(beta, "beta")
-        self.style = _check_style(style, ("seed", "torch", "sklearn"))
-        if dampening is not None:
-            if style == "seed":
-                raise ValueError("dampening is fixed to beta in the seed's form; use style='torch'")
-            dampening = real(dampening, "dampening", 0.0, 1.0)
-        self.dampening = dampening
-        self.nesterov = _check_bool(nesterov, "nesterov")
-        self.weight_decay = real(weight_decay, "weight_decay", 0.0)
+        super().__init__(lr, _rules.Momentum(beta, style, dampening, nesterov, weight_decay))
+
+    beta = _hyperparameter("beta")
+    style = _hyperparameter("style")
+    dampening = _hyperparameter("dampening")
+    nesterov = _hyperparameter("nesterov")
+    weight_decay = _hyperparameter("weight_decay")
 
     def _update(self, params, grads, states, fresh, t):
-        (velocity,) = states
-        opts = dict(style=self.style, nesterov=self.nesterov, weight_decay=self.weight_decay)
         if self.style != "torch" or not any(fresh):
-            updates.momentum_update(params, grads, velocity, self.lr, self.beta,
-                                    dampening=self.dampening, **opts)
+            updates.apply(self.rule, self.lr, params, grads, states, t)
             return
-        # torch sets the buffer to dθ on its first step: dampening 0 for fresh state only.
+        # torch sets the buffer to dθ on its first step: the rule's fresh form for new state.
         for first in (True, False):
             idx = [i for i, f in enumerate(fresh) if f is first]
             if idx:
-                updates.momentum_update([params[i] for i in idx], [grads[i] for i in idx],
-                                        [velocity[i] for i in idx], self.lr, self.beta,
-                                        dampening=0.0 if first else self.dampening, **opts)
-
-    def _scalars(self, t):
-        # Low-level arguments after the first step (which goes through ``updates``).
-        damp = self.beta if self.style == "seed" else (self.dampening or 0.0)
-        return (self.lr, self.beta, damp, self.weight_decay, self.nesterov,
-                self.style == "sklearn")
-
-    def _options(self):
-        return {"lr": self.lr, "beta": self.beta, "style": self.style,
-                "dampening": self.dampening, "nesterov": self.nesterov,
-                "weight_decay": self.weight_decay}
+                updates.apply(self.rule, self.lr, [params[i] for i in idx],
+                              [grads[i] for i in idx], [[s[i] for i in idx] for s in states],
+                              t, fresh=first)
 
 
 class RMSprop(Optimizer):
     """RMSprop: ``S = βS + (1-β)dθ²``, ``θ = θ - α dθ / sqrt(S + ε)`` (seed) or
     ``/ (sqrt(S) + ε)`` (``style="torch"``, torch.optim.RMSprop with ``alpha=beta``)."""
 
-    state_names = ("sq",)
-    _kernel_name = "rmsprop_update"
-
     def __init__(self, lr=0.001, beta=0.999, eps=1e-8, style="seed", weight_decay=0.0):
-        super().__init__(lr)
-        self.beta = check_beta(beta, "beta")
-        self.eps = real(eps, "eps", 0.0)
-        self.style = _check_style(style, ("seed", "torch"))
-        self.weight_decay = real(weight_decay, "weight_decay", 0.0)
+        super().__init__(lr, _rules.RMSprop(beta, eps, style, weight_decay))
 
-    def _update(self, params, grads, states, fresh, t):
-        (sq,) = states
-        updates.rmsprop_update(params, grads, sq, self.lr, self.beta, self.eps, style=self.style,
-                               weight_decay=self.weight_decay)
-
-    def _scalars(self, t):
-        return self.lr, self.beta, self.eps, self.weight_decay, self.style == "seed"
-
-    def _options(self):
-        return {"lr": self.lr, "beta": self.beta, "eps": self.eps, "style": self.style,
-                "weight_decay": self.weight_decay}
+    beta = _hyperparameter("beta")
+    eps = _hyperparameter("eps")
+    style = _hyperparameter("style")
+    weight_decay = _hyperparameter("weight_decay")
 
 
 class Adam(Optimizer):
@@ -259,35 +214,16 @@ class Adam(Optimizer):
     ``"sklearn"``: scikit-learn's adam solver.
     """
 
-    state_names = ("m", "v")
-    _kernel_name = "adam_update"
-
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
                  style="seed", decoupled=False):
-        super().__init__(lr)
-        self.beta1 = check_beta(beta1, "beta1")
-        self.beta2 = check_beta(beta2, "beta2")
-        self.eps = real(eps, "eps", 0.0)
-        self.weight_decay = real(weight_decay, "weight_decay", 0.0)
-        self.style = _check_style(style, ("seed", "torch", "sklearn"))
-        self.decoupled = _check_bool(decoupled, "decoupled")
+        super().__init__(lr, _rules.Adam(beta1, beta2, eps, weight_decay, style, decoupled))
 
-    def _update(self, params, grads, states, fresh, t):
-        m, v = states
-        updates.adam_update(params, grads, m, v, t, self.lr, self.beta1, self.beta2, self.eps,
-                            self.weight_decay, style=self.style, decoupled=self.decoupled)
-
-    def _scalars(self, t):
-        bc1, bc2 = 1.0 - self.beta1 ** t, 1.0 - self.beta2 ** t
-        # as nnfast.adam_update: sklearn's eps sits outside the uncorrected sqrt(S)
-        eps = self.eps / math.sqrt(bc2) if self.style == "sklearn" else self.eps
-        return (self.lr, self.beta1, self.beta2, eps, self.weight_decay, self.decoupled, bc1,
-                bc2, self.style == "seed")
-
-    def _options(self):
-        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
-                "weight_decay": self.weight_decay, "style": self.style,
-                "decoupled": self.decoupled}
+    beta1 = _hyperparameter("beta1")
+    beta2 = _hyperparameter("beta2")
+    eps = _hyperparameter("eps")
+    weight_decay = _hyperparameter("weight_decay")
+    style = _hyperparameter("style")
+    decoupled = _hyperparameter("decoupled")
 
 
 _NAMES = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam}

@@ -67,9 +67,10 @@ def size_value(size):
         return None
 
 
-def speedups(records):
+def speedups(records, stat="median"):
     """``{group: (baseline impl, baseline Record, {impl: speedup})}`` for every group that has
-    a baseline, ordered by family, dtype, then size; speedup = baseline median ÷ impl median."""
+    a baseline, ordered by family, dtype, then size; speedup = baseline ÷ impl, both times the
+    Record field ``stat`` ("median", or "min" for the terminal summary of a timed run)."""
     groups = {}
     for r in records:
         groups.setdefault(r.group, {})[r.impl] = r
@@ -79,9 +80,10 @@ def speedups(records):
         base = next((b for b in BASELINES if b in impls), None)
         if base is None:
             continue
-        table[group] = (base, impls[base], {i: impls[base].median / r.median
+        base_time = getattr(impls[base], stat)
+        table[group] = (base, impls[base], {i: base_time / getattr(r, stat)
                                             for i, r in impls.items()
-                                            if i != base and r.median > 0})
+                                            if i != base and getattr(r, stat) > 0})
     return table
 
 
@@ -121,6 +123,27 @@ def markdown_table(records):
         cells = [f"{sig(ratios[c])}×" if c in ratios else "–" for c in columns]
         lines.append(f"| {group} | {base} | {_seconds(rec.median)} {spread} | "
                      + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def text_table(records, stat="min"):
+    """Plain text for a terminal: one line per group, the baseline's ``stat`` time, then the
+    speedup of each implementation (``bench/conftest.py`` prints it after a timed run)."""
+    table = speedups(records, stat)
+    if not table:
+        return ""
+    columns = _columns(table)
+    width = max(len(g) for g in table) + 2
+    cell = max([9] + [len(c) + 2 for c in columns])
+    lines = [f"speedup = baseline {stat} time / implementation {stat} time (> 1: faster than "
+             "baseline)",
+             "group".ljust(width) + "baseline".rjust(10) + stat.rjust(9)
+             + "".join(c.rjust(cell) for c in columns)]
+    for group, (base, rec, ratios) in table.items():
+        line = group.ljust(width) + base.rjust(10) + _seconds(getattr(rec, stat)).rjust(9)
+        for c in columns:
+            line += (f"{ratios[c]:.2f}x" if c in ratios else "-").rjust(cell)
+        lines.append(line)
     return "\n".join(lines)
 
 

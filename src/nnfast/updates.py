@@ -10,27 +10,13 @@ flat buffer (``nnfast.MLP`` does), a single call on that buffer updates everythi
 
 All checks run before anything is written: a bad argument leaves every array as it was.
 """
-import math
-
 try:
     from numpy.lib.array_utils import byte_bounds
 except ImportError:  # numpy < 2.0
     from numpy import byte_bounds
 
-from . import _backend
-from ._validate import beta as check_beta
-from ._validate import (contiguous, disjoint, float_array, inplace_array, integer, real,
-                        same_shape)
-
-_STYLES = ("seed", "torch", "sklearn")
-#: Largest Adam step count: ``beta ** step`` takes it as a float (exact up to 2**53).
-MAX_STEP = 2 ** 53
-
-
-def _style(style, allowed=_STYLES):
-    if style not in allowed:
-        raise ValueError(f"style must be one of {allowed}, got {style!r}")
-    return style
+from . import _backend, _rules
+from ._validate import contiguous, disjoint, float_array, inplace_array, real, same_shape
 
 
 def _groups(param, grad, states, state_names):
@@ -86,7 +72,7 @@ def _no_overlap_across(groups, suffix, state_names):
             ends[written] = (hi, name)
 
 
-def _run(name, groups, *scalars):
+def _run(name, groups, scalars):
     for arrays in groups:
         p = arrays[0]
         if p.size:
@@ -96,6 +82,13 @@ def _run(name, groups, *scalars):
             fn(*arrays, *scalars)
 
 
+def apply(rule, lr, param, grad, states=(), step=None, fresh=False):
+    """Validate the arrays (``states`` in the order of ``rule.state_names``) and run ``rule``'s
+    kernel on each tensor: the one path of the functions below and of ``nnfast.optim``."""
+    groups = _groups(param, grad, states, rule.state_names)
+    _run(rule.kernel, groups, rule.kernel_args(lr, step, fresh))
+
+
 def sgd_update(param, grad, lr, weight_decay=0.0):
     """Plain gradient descent, the seed's ``θ = θ - α dθ`` (plus ``wd·θ`` added to dθ).
 
@@ -103,9 +96,8 @@ def sgd_update(param, grad, lr, weight_decay=0.0):
     >>> nnfast.sgd_update(p, g, lr=0.1); p
     array([0.95, 0.95, 0.95], dtype=float32)
     """
-    lr = real(lr, "lr", 0.0)
-    weight_decay = real(weight_decay, "weight_decay", 0.0)
-    _run("sgd_update", _groups(param, grad, (), ()), lr, weight_decay)
+    lr = _rules.learning_rate(lr)
+    apply(_rules.SGD(weight_decay), lr, param, grad)
 
 
 def momentum_update(param, grad, velocity, lr, beta=0.9, *, style="seed", dampening=None,
@@ -120,20 +112,9 @@ def momentum_update(param, grad, velocity, lr, beta=0.9, *, style="seed", dampen
       ``θ = θ + βV - α dθ``).
     ``weight_decay`` adds ``wd·θ`` to dθ (torch's coupled form).
     """
-    lr = real(lr, "lr", 0.0)
-    b = check_beta(beta, "beta")
-    _style(style)
-    weight_decay = real(weight_decay, "weight_decay", 0.0)
-    if not isinstance(nesterov, bool):
-        raise TypeError(f"nesterov must be a bool, got {type(nesterov).__name__}")
-    if style == "seed":
-        if dampening is not None:
-            raise ValueError("dampening is fixed to beta in the seed's form; use style='torch'")
-        damp = b
-    else:
-        damp = 0.0 if dampening is None else real(dampening, "dampening", 0.0, 1.0)
-    groups = _groups(param, grad, (velocity,), ("velocity",))
-    _run("momentum_update", groups, lr, b, damp, weight_decay, nesterov, style == "sklearn")
+    lr = _rules.learning_rate(lr)
+    rule = _rules.Momentum(beta, style, dampening, nesterov, weight_decay)
+    apply(rule, lr, param, grad, (velocity,))
 
 
 def rmsprop_update(param, grad, sq, lr, beta=0.999, eps=1e-8, *, style="seed",
@@ -143,13 +124,8 @@ def rmsprop_update(param, grad, sq, lr, beta=0.999, eps=1e-8, *, style="seed",
     ``S = βS + (1-β)dθ²``, then ``θ = θ - α dθ / sqrt(S + ε)`` (``style="seed"``) or
     ``θ = θ - α dθ / (sqrt(S) + ε)`` (``style="torch"``, torch.optim.RMSprop with ``alpha=β``).
     """
-    lr = real(lr, "lr", 0.0)
-    b = check_beta(beta, "beta")
-    eps = real(eps, "eps", 0.0)
-    _style(style, ("seed", "torch"))
-    weight_decay = real(weight_decay, "weight_decay", 0.0)
-    groups = _groups(param, grad, (sq,), ("sq",))
-    _run("rmsprop_update", groups, lr, b, eps, weight_decay, style == "seed")
+    lr = _rules.learning_rate(lr)
+    apply(_rules.RMSprop(beta, eps, style, weight_decay), lr, param, grad, (sq,))
 
 
 def adam_update(param, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
@@ -169,24 +145,10 @@ def adam_update(param, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
     >>> nnfast.adam_update(p, g, m, v, step=1, lr=0.1); p   # first step moves by ≈ lr
     array([-0.1, -0.1, -0.1, -0.1], dtype=float32)
     """
-    step = integer(step, "step", low=1, high=MAX_STEP)
-    lr = real(lr, "lr", 0.0)
-    beta1 = check_beta(beta1, "beta1")
-    beta2 = check_beta(beta2, "beta2")
-    eps = real(eps, "eps", 0.0)
-    weight_decay = real(weight_decay, "weight_decay", 0.0)
-    _style(style)
-    if not isinstance(decoupled, bool):
-        raise TypeError(f"decoupled must be a bool, got {type(decoupled).__name__}")
-    bc1 = 1.0 - beta1 ** step
-    bc2 = 1.0 - beta2 ** step
-    if style == "sklearn":
-        # sklearn's eps is added to sqrt(S) before correction: the same as torch's form with
-        # eps / sqrt(1 - β2^t).
-        eps = eps / math.sqrt(bc2)
-    groups = _groups(param, grad, (m, v), ("m", "v"))
-    _run("adam_update", groups, lr, beta1, beta2, eps, weight_decay, decoupled, bc1, bc2,
-         style == "seed")
+    step = _rules.adam_step(step)
+    lr = _rules.learning_rate(lr)
+    rule = _rules.Adam(beta1, beta2, eps, weight_decay, style, decoupled)
+    apply(rule, lr, param, grad, (m, v), step)
 
 
 def inverse_time_decay(alpha0, decay_rate, epoch):

@@ -44,13 +44,15 @@ def _load_cython_blas():
 
 _load_cython_blas()
 
-from . import activations, batchnorm, dense, losses, optim  # noqa: E402
-
-_MODULES = (activations, batchnorm, dense, losses, optim)
+from . import activations, batchnorm, dense, losses, optim  # noqa: E402,F401
 
 #: True when the kernels were compiled with OpenMP (else every loop runs on one thread).
 HAVE_OPENMP = bool(activations.HAVE_OPENMP)
 
+#: The modules whose kernels take the thread count of their OpenMP loops as the keyword
+#: ``n_threads`` on every call, as scikit-learn's loss module does (``dense`` has no parallel
+#: loop: its GEMMs run on BLAS's threads). ``nnfast._backend`` passes it.
+THREADED = ("activations", "batchnorm", "losses", "optim")
 
 #: Threads of the OpenMP loops until ``nnfast.set_num_threads`` says otherwise. One, because
 #: libgomp's threads spin after a parallel region and starve OpenBLAS's threads on a 2-core
@@ -61,23 +63,18 @@ HAVE_OPENMP = bool(activations.HAVE_OPENMP)
 #: set it; users who want the threads call nnfast.set_num_threads(2) (bench/README.md, "Threads").
 DEFAULT_THREADS = 1
 
+#: The thread count ``nnfast._backend`` passes to the kernels (1 without OpenMP).
+num_threads = DEFAULT_THREADS
+
 
 def set_num_threads(n):
-    """Threads for the kernels' parallel loops (OpenMP). Without OpenMP a no-op that warns."""
+    """Threads for the kernels' parallel loops (OpenMP), passed on every later call by
+    ``nnfast._backend``. Without OpenMP a no-op that warns."""
+    global num_threads
     if not HAVE_OPENMP:
         import warnings
 
         warnings.warn("nnfast's Cython kernels were built without OpenMP: they run on one "
                       "thread and set_num_threads has no effect", RuntimeWarning, stacklevel=2)
         return
-    global num_threads
-    for mod in _MODULES:
-        mod.set_num_threads(n)
-    num_threads = n
-
-
-#: The OpenMP loops' current thread count (1 without OpenMP).
-num_threads = DEFAULT_THREADS if HAVE_OPENMP else 1
-if HAVE_OPENMP:
-    for _mod in _MODULES:
-        _mod.set_num_threads(DEFAULT_THREADS)
+    num_threads = int(n)

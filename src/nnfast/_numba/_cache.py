@@ -43,8 +43,9 @@ _DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 #: Files outside the backend whose constants the kernels compile in (activation codes,
-#: PARALLEL_MIN).
-_SHARED = ("_kinds.py", "_backend.py")
+#: PARALLEL_MIN, BLOCK). Not ``_backend.py``: the kernels do not import the dispatcher, so
+#: editing its table recompiles nothing.
+_SHARED = ("_constants.py", "_kinds.py")
 
 
 def _settings():

@@ -31,8 +31,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-# The parallel threshold of every kernel of this backend (measured: see nnfast._backend).
-from .._backend import PARALLEL_MIN  # noqa: F401
+from .._constants import BLOCK, PARALLEL_MIN  # noqa: F401 (the backend's parallel loops)
 from ._cache import njit
 
 FASTMATH = {"nsz", "arcp", "contract", "afn"}
@@ -54,9 +53,6 @@ SUM_FASTMATH = FASTMATH | {"reassoc"}
 #: x / inf = 0: float32 Adam/RMSprop with grad = 1e30, eps = 1e300 or an inf second moment, batch
 #: norm with an inf running variance (issue 7). ``afn`` alone does not do this (tried).
 SQRT_FASTMATH = FASTMATH - {"arcp"}
-
-#: Fixed chunk length for parallel loops (independent of the thread count: deterministic sums).
-CHUNK = 1 << 14
 
 
 @intrinsic

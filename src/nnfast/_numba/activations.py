@@ -4,21 +4,17 @@ Same functions and arguments as ``nnfast._reference.activations``: elementwise k
 ``x`` and ``out`` (``out`` may be ``x``); ``softmax`` takes 2-D arrays and works along rows.
 
 Layout of this file: each elementwise function is a ``_<name>_span(x, out)`` loop (one
-vectorized loop; it is given views, because indexing with an offset ``lo + i`` costs a
-negative-index fix-up per element: measured 4x slower) and the public kernel, which runs the
-span on one thread below ``PARALLEL_MIN`` elements and over fixed ``CHUNK``-long pieces with
-``prange`` above it. Re-measured for float32 tanh at 1e6 elements: 2 threads 155 µs against
-291 µs serial while the second core was idle, but with one busy process on it the parallel median
-went to 0.9-4 ms (serial stayed ~0.3 ms), so 1e6 stays serial (``PARALLEL_MIN`` = 2**20).
-exp/tanh/sigmoid come from ``_fastmath`` (vectorizable; ``math.exp`` is not). Numba's on-disk
-cache does not notice changes to ``_fastmath.py`` (the functions are inlined here): after changing
-it, edit this file too or delete ``__pycache__``.
+vectorized loop) and the public kernel, which hands it to ``_blocks.in_blocks``: one thread below
+``PARALLEL_MIN`` elements, fixed ``BLOCK``-long pieces on threads above it. exp/tanh/sigmoid come
+from ``_fastmath`` (vectorizable; ``math.exp`` is not); ``_cache`` keys every kernel on all the
+backend's sources, so a change there recompiles these.
 """
 from numba import prange
 
 from . import _fastmath as fm
+from ._blocks import in_blocks
 from ._cache import njit
-from ._fastmath import CHUNK, FASTMATH, PARALLEL_MIN
+from ._fastmath import BLOCK, FASTMATH, PARALLEL_MIN
 
 _JIT = {"fastmath": FASTMATH, "error_model": "numpy", "cache": True}
 _PAR = dict(_JIT, parallel=True)
@@ -33,12 +29,7 @@ def _sigmoid_span(x, out):
 @njit(**_PAR)
 def sigmoid(x, out):
     """a = 1 / (1 + e^{-z}), from e^{-|z|}: no overflow for any z."""
-    n = x.size
-    if n < PARALLEL_MIN:
-        _sigmoid_span(x, out)
-    else:
-        for c in prange((n + CHUNK - 1) // CHUNK):
-            _sigmoid_span(x[c * CHUNK:(c + 1) * CHUNK], out[c * CHUNK:(c + 1) * CHUNK])
+    in_blocks(_sigmoid_span, (x, out), ())
     return out
 
 
@@ -51,12 +42,7 @@ def _sigmoid_grad_span(a, out):
 @njit(**_PAR)
 def sigmoid_grad(a, out):
     """g'(z) = a(1 - a)."""
-    n = a.size
-    if n < PARALLEL_MIN:
-        _sigmoid_grad_span(a, out)
-    else:
-        for c in prange((n + CHUNK - 1) // CHUNK):
-            _sigmoid_grad_span(a[c * CHUNK:(c + 1) * CHUNK], out[c * CHUNK:(c + 1) * CHUNK])
+    in_blocks(_sigmoid_grad_span, (a, out), ())
     return out
 
 
@@ -70,12 +56,7 @@ def _tanh_span(x, out):
 def tanh(x, out):
     """a = tanh(z). float32: one rational function of z (no exp; ``_fastmath._tanh_f32``);
     float64: rational near 0, 1 - 2/(e^{2|z|} + 1) with the sign restored beyond."""
-    n = x.size
-    if n < PARALLEL_MIN:
-        _tanh_span(x, out)
-    else:
-        for c in prange((n + CHUNK - 1) // CHUNK):
-            _tanh_span(x[c * CHUNK:(c + 1) * CHUNK], out[c * CHUNK:(c + 1) * CHUNK])
+    in_blocks(_tanh_span, (x, out), ())
     return out
 
 
@@ -88,12 +69,7 @@ def _tanh_grad_span(a, out):
 @njit(**_PAR)
 def tanh_grad(a, out):
     """g'(z) = 1 - a^2."""
-    n = a.size
-    if n < PARALLEL_MIN:
-        _tanh_grad_span(a, out)
-    else:
-        for c in prange((n + CHUNK - 1) // CHUNK):
-            _tanh_grad_span(a[c * CHUNK:(c + 1) * CHUNK], out[c * CHUNK:(c + 1) * CHUNK])
+    in_blocks(_tanh_grad_span, (a, out), ())
     return out
 
 
@@ -107,12 +83,7 @@ def _relu_span(x, out):
 @njit(**_PAR)
 def relu(x, out):
     """g(z) = max(0, z); NaN propagates."""
-    n = x.size
-    if n < PARALLEL_MIN:
-        _relu_span(x, out)
-    else:
-        for c in prange((n + CHUNK - 1) // CHUNK):
-            _relu_span(x[c * CHUNK:(c + 1) * CHUNK], out[c * CHUNK:(c + 1) * CHUNK])
+    in_blocks(_relu_span, (x, out), ())
     return out
 
 
@@ -125,17 +96,12 @@ def _relu_grad_span(z, out):
 @njit(**_PAR)
 def relu_grad(z, out):
     """g'(z) = 1 if z >= 0 else 0 (NaN -> 0, as ``z >= 0`` is False)."""
-    n = z.size
-    if n < PARALLEL_MIN:
-        _relu_grad_span(z, out)
-    else:
-        for c in prange((n + CHUNK - 1) // CHUNK):
-            _relu_grad_span(z[c * CHUNK:(c + 1) * CHUNK], out[c * CHUNK:(c + 1) * CHUNK])
+    in_blocks(_relu_grad_span, (z, out), ())
     return out
 
 
 @njit(**_JIT)
-def _leaky_relu_span(x, slope, out):
+def _leaky_relu_span(x, out, slope):
     for i in range(x.size):
         out[i] = x[i] if x[i] >= fm.like(0.0, x) else x[i] * slope
 
@@ -143,18 +109,12 @@ def _leaky_relu_span(x, slope, out):
 @njit(**_PAR)
 def leaky_relu(x, slope, out):
     """g(z) = z if z >= 0 else slope * z."""
-    n = x.size
-    s = fm.like(slope, x)
-    if n < PARALLEL_MIN:
-        _leaky_relu_span(x, s, out)
-    else:
-        for c in prange((n + CHUNK - 1) // CHUNK):
-            _leaky_relu_span(x[c * CHUNK:(c + 1) * CHUNK], s, out[c * CHUNK:(c + 1) * CHUNK])
+    in_blocks(_leaky_relu_span, (x, out), (fm.like(slope, x),))
     return out
 
 
 @njit(**_JIT)
-def _leaky_relu_grad_span(z, slope, out):
+def _leaky_relu_grad_span(z, out, slope):
     for i in range(z.size):
         out[i] = fm.like(1.0, z) if z[i] >= fm.like(0.0, z) else slope
 
@@ -162,13 +122,7 @@ def _leaky_relu_grad_span(z, slope, out):
 @njit(**_PAR)
 def leaky_relu_grad(z, slope, out):
     """g'(z) = 1 if z >= 0 else slope."""
-    n = z.size
-    s = fm.like(slope, z)
-    if n < PARALLEL_MIN:
-        _leaky_relu_grad_span(z, s, out)
-    else:
-        for c in prange((n + CHUNK - 1) // CHUNK):
-            _leaky_relu_grad_span(z[c * CHUNK:(c + 1) * CHUNK], s, out[c * CHUNK:(c + 1) * CHUNK])
+    in_blocks(_leaky_relu_grad_span, (z, out), (fm.like(slope, z),))
     return out
 
 
@@ -195,7 +149,7 @@ def softmax(x, out):
     m, k = x.shape
     if k == 0:
         return out
-    rows = max(1, CHUNK // k)
+    rows = max(1, BLOCK // k)
     if m * k < PARALLEL_MIN:
         softmax_rows(x, out)
     else:

@@ -7,7 +7,7 @@ bias gradient ``db = Σ_rows δ`` (rows outer, columns inner, float64 accumulato
 """
 import numpy as np
 
-from .._kinds import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
+from .._constants import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
 from . import _fastmath as fm
 from ._cache import njit
 from ._fastmath import FASTMATH

@@ -118,7 +118,9 @@ def _bce_block(z, t, dout, terms, inv_m):
         e = fm.exp(-abs(z[j]))
         zero, one = fm.like(0.0, z), fm.like(1.0, z)
         terms[j] = max(z[j], zero) - z[j] * t[j] + fm.log1p_unit(e)
-        dout[j] = ((one if z[j] >= zero else e) / (one + e) - t[j]) * inv_m
+        s = e / (one + e)                    # σ(-|z|)
+        # σ(z) - y without cancelling 1 - σ(|z|): the Cython backend's formula (losses.pyx)
+        dout[j] = ((one - t[j]) - s if z[j] >= zero else s - t[j]) * inv_m
 
 
 @njit(**_JIT)

@@ -9,11 +9,11 @@ The flags (nesterov, eps_inside, ``wd != 0``, ...) are loop-invariant: LLVM unsw
 on them. ``wd == 0`` skips the ``wd·θ`` term as the reference does (0·inf would be NaN).
 """
 import numpy as np
-from numba import prange
 
 from . import _fastmath as fm
+from ._blocks import in_blocks
 from ._cache import njit
-from ._fastmath import CHUNK, PARALLEL_MIN, SQRT_FASTMATH
+from ._fastmath import SQRT_FASTMATH
 
 # SQRT_FASTMATH (no ``arcp``): x / sqrt(y) stays a true sqrt and division, so y = inf gives 0 as
 # NumPy does, not the NaN of LLVM's rsqrt estimate (issue 7). Measured cost (min of 15x200 calls,
@@ -34,25 +34,19 @@ def _sgd_span(param, grad, lr, wd):
 @njit(**_PAR)
 def sgd_update(param, grad, lr, weight_decay):
     """θ = θ - α (dθ + wd·θ)."""
-    n = param.size
-    lr_, wd = fm.like(lr, param), fm.like(weight_decay, param)
-    if n < PARALLEL_MIN:
-        _sgd_span(param, grad, lr_, wd)
-    else:
-        for c in prange((n + CHUNK - 1) // CHUNK):
-            s = slice(c * CHUNK, (c + 1) * CHUNK)
-            _sgd_span(param[s], grad[s], lr_, wd)
+    in_blocks(_sgd_span, (param, grad), (fm.like(lr, param), fm.like(weight_decay, param)))
 
 
 @njit(**_JIT)
-def _momentum_span(param, grad, velocity, lr, beta, keep, wd, nesterov, sklearn_style):
+def _momentum_span(param, grad, velocity, lr, beta, one_minus_damp, wd, nesterov,
+                   sklearn_style):
     for i in range(param.size):
         g = grad[i] + wd * param[i] if wd != 0 else grad[i]
         if sklearn_style:
             v = beta * velocity[i] - lr * g
             param[i] += beta * v - lr * g if nesterov else v
         else:
-            v = beta * velocity[i] + keep * g
+            v = beta * velocity[i] + one_minus_damp * g
             param[i] -= lr * (g + beta * v) if nesterov else lr * v
         velocity[i] = v
 
@@ -62,23 +56,17 @@ def momentum_update(param, grad, velocity, lr, beta, dampening, weight_decay, ne
                     sklearn_style):
     """torch: V = βV + (1 - dampening)·dθ, θ -= α·V (nesterov: θ -= α(dθ + βV));
     ``sklearn_style``: V = βV - α·dθ, θ += V (nesterov: θ += βV - α·dθ)."""
-    n = param.size
     lr_, beta_ = fm.like(lr, param), fm.like(beta, param)
-    keep, wd = fm.like(1.0 - dampening, param), fm.like(weight_decay, param)
-    if n < PARALLEL_MIN:
-        _momentum_span(param, grad, velocity, lr_, beta_, keep, wd, nesterov, sklearn_style)
-    else:
-        for c in prange((n + CHUNK - 1) // CHUNK):
-            s = slice(c * CHUNK, (c + 1) * CHUNK)
-            _momentum_span(param[s], grad[s], velocity[s], lr_, beta_, keep, wd, nesterov,
-                           sklearn_style)
+    one_minus_damp, wd = fm.like(1.0 - dampening, param), fm.like(weight_decay, param)
+    in_blocks(_momentum_span, (param, grad, velocity),
+              (lr_, beta_, one_minus_damp, wd, nesterov, sklearn_style))
 
 
 @njit(**_JIT)
-def _rmsprop_span(param, grad, sq, lr, beta, keep, eps, wd, eps_inside):
+def _rmsprop_span(param, grad, sq, lr, beta, one_minus_b, eps, wd, eps_inside):
     for i in range(param.size):
         g = grad[i] + wd * param[i] if wd != 0 else grad[i]
-        s = beta * sq[i] + keep * g * g
+        s = beta * sq[i] + one_minus_b * g * g
         sq[i] = s
         denom = np.sqrt(s + eps) if eps_inside else np.sqrt(s) + eps
         param[i] -= lr * g / denom
@@ -87,25 +75,21 @@ def _rmsprop_span(param, grad, sq, lr, beta, keep, eps, wd, eps_inside):
 @njit(**_PAR)
 def rmsprop_update(param, grad, sq, lr, beta, eps, weight_decay, eps_inside):
     """S = βS + (1-β)dθ², θ -= α dθ / sqrt(S + ε) (seed) or / (sqrt(S) + ε) (torch)."""
-    n = param.size
-    lr_, beta_, keep = fm.like(lr, param), fm.like(beta, param), fm.like(1.0 - beta, param)
+    lr_, beta_ = fm.like(lr, param), fm.like(beta, param)
+    one_minus_b = fm.like(1.0 - beta, param)
     eps_, wd = fm.like(eps, param), fm.like(weight_decay, param)
-    if n < PARALLEL_MIN:
-        _rmsprop_span(param, grad, sq, lr_, beta_, keep, eps_, wd, eps_inside)
-    else:
-        for c in prange((n + CHUNK - 1) // CHUNK):
-            s = slice(c * CHUNK, (c + 1) * CHUNK)
-            _rmsprop_span(param[s], grad[s], sq[s], lr_, beta_, keep, eps_, wd, eps_inside)
+    in_blocks(_rmsprop_span, (param, grad, sq), (lr_, beta_, one_minus_b, eps_, wd, eps_inside))
 
 
 @njit(**_JIT)
-def _adam_span(param, grad, m, v, lr, b1, keep1, b2, keep2, eps, wd, shrink, inv_bc1, inv_bc2,
-               eps_inside):
+def _adam_span(param, grad, m, v, lr, b1, one_minus_b1, b2, one_minus_b2, eps, wd, wd_factor,
+               inv_bc1, inv_bc2, eps_inside):
+    """``wd_factor``: 1 - α·wd (AdamW, then ``wd`` = 0) or 1; ``inv_bc``: 1 / (1 - β^t)."""
     for i in range(param.size):
-        p = param[i] * shrink
+        p = param[i] * wd_factor
         g = grad[i] + wd * p if wd != 0 else grad[i]
-        mi = b1 * m[i] + keep1 * g
-        vi = b2 * v[i] + keep2 * g * g
+        mi = b1 * m[i] + one_minus_b1 * g
+        vi = b2 * v[i] + one_minus_b2 * g * g
         m[i] = mi
         v[i] = vi
         v_corr = vi * inv_bc2
@@ -118,19 +102,13 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, decouple
                 bias_correction1, bias_correction2, eps_inside):
     """V = β1 V + (1-β1) dθ, S = β2 S + (1-β2) dθ², θ -= α V^corr / sqrt(S^corr + ε) (seed) or
     / (sqrt(S^corr) + ε) (torch); weight decay coupled (torch Adam) or decoupled (AdamW)."""
-    n = param.size
-    shrink = fm.like(1.0 - lr * weight_decay if decoupled else 1.0, param)
+    wd_factor = fm.like(1.0 - lr * weight_decay if decoupled else 1.0, param)
     wd = fm.like(0.0 if decoupled else weight_decay, param)
     lr_, eps_ = fm.like(lr, param), fm.like(eps, param)
-    b1, keep1 = fm.like(beta1, param), fm.like(1.0 - beta1, param)
-    b2, keep2 = fm.like(beta2, param), fm.like(1.0 - beta2, param)
+    b1, one_minus_b1 = fm.like(beta1, param), fm.like(1.0 - beta1, param)
+    b2, one_minus_b2 = fm.like(beta2, param), fm.like(1.0 - beta2, param)
     inv_bc1 = fm.like(1.0 / bias_correction1, param)
     inv_bc2 = fm.like(1.0 / bias_correction2, param)
-    if n < PARALLEL_MIN:
-        _adam_span(param, grad, m, v, lr_, b1, keep1, b2, keep2, eps_, wd, shrink, inv_bc1,
-                   inv_bc2, eps_inside)
-    else:
-        for c in prange((n + CHUNK - 1) // CHUNK):
-            s = slice(c * CHUNK, (c + 1) * CHUNK)
-            _adam_span(param[s], grad[s], m[s], v[s], lr_, b1, keep1, b2, keep2, eps_, wd,
-                       shrink, inv_bc1, inv_bc2, eps_inside)
+    in_blocks(_adam_span, (param, grad, m, v),
+              (lr_, b1, one_minus_b1, b2, one_minus_b2, eps_, wd, wd_factor, inv_bc1, inv_bc2,
+               eps_inside))

@@ -1,11 +1,11 @@
 """Dense layers: forward pass and backpropagation of δ (seed: "Forward pass", "Backpropagation").
 
 Row-major batches: ``a`` is (m, fan_in), ``W`` is (fan_in, fan_out) — the seed's Θ is ``W.T`` —,
-``b`` is (fan_out,). ``kind`` is an activation code from ``nnfast._kinds``.
+``b`` is (fan_out,). ``kind`` is an activation code from ``nnfast._constants``.
 """
 import numpy as np
 
-from .._kinds import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
+from .._constants import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
 from . import activations as act
 
 
