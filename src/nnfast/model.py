@@ -105,8 +105,8 @@ class MLP:
         self.layers, self.n_weights = layout.layers, layout.n_weights
         self.flat_params, self.flat_grads = layout.flat_params, layout.flat_grads
         self.flat_buffers = layout.flat_buffers
-        self.params, self.grads, self.param_names = layout.params, layout.grads, \
-            layout.param_names
+        self.params, self.grads = layout.params, layout.grads
+        self.param_names = layout.param_names
         self._workspaces = {}
         layout.initialize(np.random.default_rng(seed), self.init, self.init_scale)
 
@@ -160,7 +160,8 @@ class MLP:
         training = flag(training, "training")
         X = self._inputs(X, training=training)
         network, ws = _backend.network_step(), self._workspace(X.shape[0])
-        return network.output(self, ws, network.forward(self, ws, X, training, training)).copy()
+        logits = network.forward(self, ws, X, training=training, update_stats=training)
+        return network.output(self, ws, logits).copy()
 
     def predict_proba(self, X):
         """Probabilities (n_samples, n_outputs) for output "softmax" or "sigmoid"."""
@@ -186,15 +187,16 @@ class MLP:
         training = flag(training, "training")
         X, y = self._inputs(X, y, training)
         return _backend.network_step().objective(self, self._workspace(X.shape[0]), X, y,
-                                                 training, False, False)
+                                                 training=training, update_stats=False,
+                                                 with_grads=False)
 
     @_on_network_backend
     def gradients(self, X, y):
         """dJ/dparams on the batch (X, y) in training mode (batch-norm batch statistics, running
         statistics untouched): a list of new arrays matching ``params``."""
         X, y = self._inputs(X, y, True)
-        _backend.network_step().objective(self, self._workspace(X.shape[0]), X, y, True, False,
-                                          True)
+        _backend.network_step().objective(self, self._workspace(X.shape[0]), X, y,
+                                          training=True, update_stats=False, with_grads=True)
         return [g.copy() for g in self.grads]
 
     @_on_network_backend

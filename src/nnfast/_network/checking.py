@@ -23,11 +23,12 @@ def check_gradients(net, X, y, eps, n_jobs):
     n_jobs = _backend.get_num_threads() if n_jobs is None else integer(n_jobs, "n_jobs", low=1)
     network = _backend.network_step()
     ws = model._workspace(X.shape[0])
-    network.objective(model, ws, X, y, True, False, True)
+    network.objective(model, ws, X, y, training=True, update_stats=False, with_grads=True)
     grads = [g.copy() for g in model.grads]
     if (network.threaded_objective(model, y) is None or n_jobs == 1
             or model.flat_params.size < 2 * n_jobs):
-        return gradcheck(lambda: network.objective(model, ws, X, y, True, False, False),
+        return gradcheck(lambda: network.objective(model, ws, X, y, training=True,
+                                                   update_stats=False, with_grads=False),
                          model.params, grads, eps)
     return _threaded(model, network, X, y, grads, eps, n_jobs)
 

@@ -40,7 +40,7 @@ def step(net, network, ws, X, y, optimizer):
     layout = net._layout
     if net.batchnorm:
         np.copyto(layout.buffers_backup, layout.flat_buffers)
-    loss = network.objective(net, ws, X, y, True, True, True)
+    loss = network.objective(net, ws, X, y, training=True, update_stats=True, with_grads=True)
     if not math.isfinite(loss):
         if net.batchnorm:
             np.copyto(layout.flat_buffers, layout.buffers_backup)
@@ -173,8 +173,9 @@ class _Trainer:
                 monitored = train_loss
                 if val is not None:
                     ws = self.net._workspace(val[0].shape[0])
-                    monitored = self.network.objective(self.net, ws, val[0], val[1], False,
-                                                       False, False)
+                    monitored = self.network.objective(self.net, ws, val[0], val[1],
+                                                       training=False, update_stats=False,
+                                                       with_grads=False)
                     history.val_loss.append(monitored)
                     bar.set_postfix(loss=f"{train_loss:.4g}", val=f"{monitored:.4g}",
                                     refresh=False)
