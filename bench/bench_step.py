@@ -2,8 +2,9 @@
 
 Groups ``step-<layer sizes>-b<batch>``: one mini-batch step of an MLP with ReLU hidden layers
 and a softmax output, for each nnfast backend (``numba`` is the compiled Numba whole-step
-kernel; ``auto`` runs networks on the Cython kernels: ``_backend.NETWORK_ORDER``), the NumPy
-``reference`` backend, and as yardsticks: ``gemms`` — the same step's matrix products alone
+kernel; ``auto`` runs networks on the Cython kernels: ``_backend.NETWORK_ORDER``, its GEMMs on
+one BLAS thread: ``nnfast._blas``; ``auto-blas-threads`` the same with BLAS's own threads), the
+NumPy ``reference`` backend, and as yardsticks: ``gemms`` — the same step's matrix products alone
 (np.matmul into preallocated arrays: the floor a step can approach), ``torch-eager``
 (torch.nn + ``torch.optim.Adam(fused=True)``), ``torch-compile`` (the same, forward and backward
 through ``torch.compile``) and ``jax-jit`` (a ``jax.jit`` step with ``optax.adam``), on the same
@@ -17,14 +18,14 @@ import numpy as np
 import pytest
 
 import nnfast
-from nnfast import _bench
+from nnfast import _bench, _blas
 
 from .harness import BACKENDS
 
 NETS = {"784-512-256-10-b128": ([784, 512, 256, 10], 128),
         "64-128-128-10-b32": ([64, 128, 128, 10], 32)}
-STEP_IMPLS = ("reference", "numba", "cython", "auto", "gemms", "torch-eager", "torch-compile",
-              "jax-jit")
+STEP_IMPLS = ("reference", "numba", "cython", "auto", "auto-blas-threads", "gemms", "torch-eager",
+              "torch-compile", "jax-jit")
 LR = 1e-3
 
 
@@ -36,15 +37,21 @@ def _problem(sizes, m):
     return model, X, y
 
 
-def _nnfast_step(backend, sizes, m):
+def _nnfast_step(backend, sizes, m, blas_threads=False):
+    """blas_threads: leave BLAS its own threads in the step (``nnfast._blas.ENABLED = False``),
+    to show what running the step's GEMMs on one thread costs or gains."""
     if backend != "auto" and backend not in nnfast.backends():
         pytest.skip(f"backend {backend!r} is not in nnfast.backends() = {nnfast.backends()}")
     model, X, y = _problem(sizes, m)
     opt = nnfast.optim.Adam(lr=LR)
 
     def step():
-        with nnfast.use_backend(backend):
-            model.train_step(X, y, opt)
+        _blas.ENABLED = not blas_threads
+        try:
+            with nnfast.use_backend(backend):
+                model.train_step(X, y, opt)
+        finally:
+            _blas.ENABLED = True
     return step
 
 
@@ -114,7 +121,9 @@ def _jax_step(sizes, m):
 def _make(impl, sizes, m):
     if impl in BACKENDS or impl == "auto":
         return _nnfast_step(impl, sizes, m)
-    makers = {"gemms": _bench.step_gemms, "torch-eager": _torch_step, "jax-jit": _jax_step,
+    makers = {"gemms": _bench.step_gemms,
+              "auto-blas-threads": lambda sizes, m: _nnfast_step("auto", sizes, m, True),
+              "torch-eager": _torch_step, "jax-jit": _jax_step,
               "torch-compile": lambda sizes, m: _torch_step(sizes, m, compiled=True)}
     return makers[impl](sizes, m)
 

@@ -115,7 +115,7 @@ def network_step():
 def serial_kernels(active=True):
     """Run nnfast's elementwise kernels on one thread during training.
 
-    A training step's time is mostly GEMMs, which BLAS already spreads over the cores; a kernel
+    A training step's time is mostly GEMMs (run on one BLAS thread too, see ``_blas``); a kernel
     that takes threads of its own (the Numba backend does from 2**17 elements) leaves OpenMP
     threads spinning that slow the next GEMM down. Measured, 784-512-256-10, batch 128, Adam:
     2.0-2.2 ms per step with one kernel thread against 4.1 ms with two (bench_step.py).

@@ -21,7 +21,7 @@ import functools
 
 import numpy as np
 
-from . import _backend, _kinds
+from . import _backend, _blas, _kinds
 from . import optim as _optim
 from ._network import checking as _checking
 from ._network import persistence as _persistence
@@ -210,7 +210,7 @@ class MLP:
         X, y = self._inputs(X, y, True)
         check_writable(self)
         ws = self._workspace(X.shape[0])
-        with _backend.serial_kernels(ws.may_parallel):
+        with _backend.serial_kernels(ws.may_parallel), _blas.serial(ws.gemm_work):
             return _training.step(self, _backend.network_step(), ws, X, y, optimizer)
 
     @_on_network_backend

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _blas
 from .. import optim as _optim
 from .._validate import integer, real
 from .inputs import check_writable, check_X, check_y, flag
@@ -101,7 +101,7 @@ def fit(net, X, y, optimizer, lr, epochs, batch_size, decay_rate, validation_dat
     # A name starts at fit's default α0 = 1e-3; an instance keeps its lr unless one is given.
     default = 1e-3 if lr is None and not isinstance(optimizer, _optim.Optimizer) else lr
     opt = _optim.make(optimizer, default, **optimizer_kwargs)
-    with _backend.serial_kernels():
+    with _backend.serial_kernels(), _blas.serial():
         return _Trainer(net, opt, seed).run(X, y, epochs, starts + [n], decay_rate, val, tol,
                                             patience, shuffle, progress)
 

@@ -25,6 +25,8 @@ class Workspace:
         sizes = [layout.flat_params.size] + [m * layer.W.shape[i] for layer in layout.layers
                                              for i in (0, 1)]
         self.may_parallel = max(sizes) >= _backend.PARALLEL_MIN
+        # The largest GEMM's multiply-adds: whether BLAS would split it over threads (_blas).
+        self.gemm_work = m * max(layer.W.size for layer in layout.layers)
         self.z, self.zbn, self.a, self.delta = [], [], [], []
         self.xhat, self.mean, self.invstd, self.tmp = [], [], [], []
         last = len(layout.layers) - 1

@@ -1,0 +1,104 @@
+"""nnfast._blas.serial: one BLAS thread inside, each library's own setting back afterwards."""
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import nnfast
+from nnfast import _blas
+
+pytestmark = pytest.mark.skipif(not _blas.threads(), reason="no BLAS that threadpoolctl controls")
+
+
+def test_serial_sets_one_thread_and_restores():
+    with threadpool_limits(2, user_api="blas"):
+        before = _blas.threads()
+        assert all(n == 2 for _, n in before)
+        with _blas.serial():
+            assert all(n == 1 for _, n in _blas.threads())
+            with _blas.serial():                       # nested: still one thread
+                assert all(n == 1 for _, n in _blas.threads())
+            assert all(n == 1 for _, n in _blas.threads())
+        assert _blas.threads() == before
+
+
+def test_small_work_changes_nothing():
+    with threadpool_limits(2, user_api="blas"):
+        with _blas.serial(_blas.THREADED_MIN - 1):
+            assert all(n == 2 for _, n in _blas.threads())
+
+
+def test_serial_restores_after_an_exception():
+    with threadpool_limits(2, user_api="blas"):
+        with pytest.raises(RuntimeError):
+            with _blas.serial():
+                raise RuntimeError("inside")
+        assert all(n == 2 for _, n in _blas.threads())
+
+
+def test_serial_gives_up_control_so_other_threads_can_limit():
+    with _blas.serial():
+        pass
+    seen = []
+
+    def other():
+        with threadpool_limits(1, user_api="blas"):
+            seen.append([n for _, n in _blas.threads()])
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert seen == [[1] * len(_blas.threads())]
+
+
+def test_serial_from_several_threads_at_once():
+    with threadpool_limits(2, user_api="blas"):
+        before = _blas.threads()
+        a = np.arange(256.0 * 256).reshape(256, 256) / 65536
+        expect = a @ a
+        results, errors = [], []
+
+        def work():
+            try:
+                for _ in range(20):
+                    with _blas.serial():
+                        results.append(np.array_equal(a @ a, expect))
+            except Exception as exc:       # noqa: BLE001  (reported by the assertion below)
+                errors.append(exc)
+
+        workers = [threading.Thread(target=work) for _ in range(3)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert errors == [] and len(results) == 60 and all(results)
+        assert _blas.threads() == before
+
+
+class _Probe(nnfast.optim.Adam):
+    """An Adam that records the BLAS thread counts in force when the step updates."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.seen = []
+
+    def step_flat(self, params, grads):
+        self.seen.append([n for _, n in _blas.threads()])
+        return super().step_flat(params, grads)
+
+
+@pytest.mark.parametrize("backend", ["auto", "reference"])
+def test_training_runs_blas_on_one_thread_and_gives_threads_back(backend):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 128)).astype(np.float32)     # 64 x 128 x 64: BLAS would split
+    y = rng.integers(0, 10, 64)
+    model = nnfast.MLP([128, 64, 10], seed=0)
+    assert 64 * 128 * 64 >= _blas.THREADED_MIN
+    with threadpool_limits(2, user_api="blas"), nnfast.use_backend(backend):
+        before = _blas.threads()
+        opt = _Probe(lr=1e-3)
+        model.train_step(X, y, opt)
+        model.fit(X, y, optimizer=opt, epochs=2, batch_size=32, tol=None, progress=False)
+        assert len(opt.seen) == 5 and all(s == [1] * len(before) for s in opt.seen)
+        assert _blas.threads() == before
