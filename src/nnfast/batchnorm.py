@@ -38,6 +38,17 @@ def _cache_arrays(cache):
     return xhat, gamma, invstd
 
 
+def update_running(running_mean, running_var, mean, var, m, momentum, tmp=None):
+    """torch's running statistics, in place, from a training batch of m rows with ``mean``
+    and (biased) ``var``: ``running = (1-momentum)·running + momentum·batch``, with the unbiased
+    batch variance ``var·m/(m-1)``. ``tmp`` (n,), if given, holds the products (no allocation:
+    ``MLP``'s training steps pass one from their workspace)."""
+    running_mean *= 1.0 - momentum
+    running_mean += np.multiply(mean, momentum, out=tmp)
+    running_var *= 1.0 - momentum
+    running_var += np.multiply(var, momentum * m / (m - 1), out=tmp)
+
+
 def batchnorm_forward(z, gamma, beta, running_mean, running_var, momentum=0.1, eps=1e-5,
                       training=True, out=None):
     """``out = γ (z - μ) / sqrt(σ² + ε) + β``; returns ``(out, cache)``.
@@ -74,10 +85,7 @@ def batchnorm_forward(z, gamma, beta, running_mean, running_var, momentum=0.1, e
         invstd = np.empty(n, dt)
         var = _backend.kernel("batchnorm", "batchnorm_forward_train", z.size)(
             contiguous(z), gamma, beta, eps, out, xhat, mean, invstd)
-        running_mean *= 1.0 - momentum
-        running_mean += momentum * mean
-        running_var *= 1.0 - momentum
-        running_var += (momentum * m / (m - 1)) * var
+        update_running(running_mean, running_var, mean, var, m, momentum)
         return out, BatchNormCache(xhat, gamma, invstd)
     running_mean = contiguous(float_array(running_mean, "running_mean", dt))
     running_var = contiguous(float_array(running_var, "running_var", dt))

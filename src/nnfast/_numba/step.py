@@ -1,33 +1,42 @@
-"""The compiled training step of a plain MLP (no batch norm), Numba backend.
+"""The whole-network step of the Numba backend: one compiled call for an MLP without batch norm.
 
 One call runs the forward pass, the loss with its output delta, backpropagation of δ through
-every layer and the L2 term — what ``MLP._pass`` does with ~4 kernel calls per layer from
-Python — so a small network's step pays no Python between kernels. The GEMMs go to BLAS
-(``np.dot(..., out)``, which Numba lowers to the same gemm calls as ``np.matmul``); everything
-else reuses the backend's fused epilogues. The optimizer update that follows is one more fused
-call on the model's flat buffers.
+every layer and the L2 term — what the layer-by-layer pass (``nnfast._network.passes``) does
+with ~4 kernel calls per layer from Python — so a small network's step pays no Python between
+kernels. The GEMMs go to BLAS (``np.dot(..., out)``, which Numba lowers to the same gemm calls
+as ``np.matmul``); everything else reuses the backend's fused epilogues. The optimizer update
+that follows is one more fused call on the model's flat buffers. ``network`` (the contract:
+``nnfast._reference.step``) takes this kernel where it applies and the layer-by-layer pass over
+this backend's kernels elsewhere (batch norm, soft-label targets).
 
-Arrays come from the model's workspace: ``Ws``/``bs`` the layers' weights and biases, ``zs``
-the pre-activations, ``acts`` the activations (``acts[i]`` may be ``zs[i]`` for activations whose
-derivative is taken from a), ``deltas`` dJ/dz per layer, ``dWs``/``dbs`` views into the flat
-gradient buffer — all homogeneous tuples of C-contiguous arrays of one dtype.
+The kernels take three tuples: ``net`` = ``(Ws, bs, dWs, dbs, weights, wgrads)`` — the layers'
+weights and biases, their gradients (views into the flat gradient buffer) and the weight slabs
+(``Layout.step_arrays``); ``ws`` = ``(zs, acts, deltas)`` — pre-activations, activations
+(``acts[i]`` may be ``zs[i]`` for activations whose derivative is taken from a) and dJ/dz per
+layer (``Workspace.step_arrays``); ``hyper`` = ``(kind, slope, l2)``. Arrays are C-contiguous,
+of one dtype; each tuple of layers is homogeneous.
 """
 import numpy as np
 
 from .._kinds import IDENTITY, SIGMOID, TANH
+from .._network.passes import LayerByLayer
+from . import activations, batchnorm, dense, losses
 from ._cache import njit
 from ._fastmath import FASTMATH, SUM_FASTMATH
 from ._fastmath import like as _like
 from .dense import _column_sums, _epilogue, _times_grad
 from .losses import _sce_serial, mean_squared_error, sigmoid_binary_cross_entropy
 
-# nogil: MLP.check_gradients runs numeric_gradient from several Python threads at once.
+# nogil: MLP.check_gradients evaluates J from several Python threads at once.
 _JIT = {"fastmath": FASTMATH, "error_model": "numpy", "cache": True, "nogil": True}
 
 
 @njit(**_JIT)
-def _forward(X, Ws, bs, zs, acts, kind, slope):
+def _forward(X, net, ws, hyper):
     """z_l = a_{l-1} W_l + b_l, a_l = g(z_l) for hidden layers; the last z is the logits."""
+    Ws, bs = net[0], net[1]
+    zs, acts = ws[0], ws[1]
+    kind, slope = hyper[0], hyper[1]
     last = len(Ws) - 1
     a_prev = X
     for i in range(last + 1):
@@ -64,12 +73,15 @@ def _l2(w, scale, gw, write):
 
 
 @njit(**_JIT)
-def _finish(X, Ws, zs, acts, deltas, dWs, dbs, kind, slope, loss, l2, weights, wgrads, grads):
+def _finish(X, net, ws, hyper, loss, with_grads):
+    """Backward (if ``with_grads``) and the L2 term; returns J."""
+    Ws, dWs, dbs, weights, wgrads = net[0], net[2], net[3], net[4], net[5]
+    kind, slope, l2 = hyper[0], hyper[1], hyper[2]
     m = X.shape[0]
-    if grads:
-        _backward(X, Ws, zs, acts, deltas, dWs, dbs, kind, slope)
+    if with_grads:
+        _backward(X, Ws, ws[0], ws[1], ws[2], dWs, dbs, kind, slope)
     if l2 != 0.0:
-        total = _l2(weights, l2 / m, wgrads, grads)
+        total = _l2(weights, l2 / m, wgrads, with_grads)
         loss += l2 / (2.0 * m) * total
     return loss
 
@@ -80,53 +92,53 @@ def _finish(X, Ws, zs, acts, deltas, dWs, dbs, kind, slope, loss, l2, weights, w
 # the single index m.make.locals.step-7.nbi), and telling their entries apart would rest on
 # Numba internals.
 @njit(**_JIT)
-def softmax_step(X, y, Ws, bs, zs, acts, deltas, dWs, dbs, kind, slope, l2, weights, wgrads,
-                 grads):
+def softmax_step(X, y, net, ws, hyper, with_grads):
     """Forward, softmax cross-entropy on int64 labels ``y``, backward; returns J."""
-    _forward(X, Ws, bs, zs, acts, kind, slope)
-    loss = _sce_serial(zs[-1], y, deltas[-1])
-    return _finish(X, Ws, zs, acts, deltas, dWs, dbs, kind, slope, loss, l2, weights, wgrads,
-                   grads)
+    _forward(X, net, ws, hyper)
+    return _finish(X, net, ws, hyper, _sce_serial(ws[0][-1], y, ws[2][-1]), with_grads)
 
 
 @njit(**_JIT)
-def sigmoid_step(X, y, Ws, bs, zs, acts, deltas, dWs, dbs, kind, slope, l2, weights, wgrads,
-                 grads):
+def sigmoid_step(X, y, net, ws, hyper, with_grads):
     """Forward, binary cross-entropy on float targets ``y`` (m, k), backward; returns J."""
-    _forward(X, Ws, bs, zs, acts, kind, slope)
-    loss = sigmoid_binary_cross_entropy(zs[-1], y, deltas[-1])
-    return _finish(X, Ws, zs, acts, deltas, dWs, dbs, kind, slope, loss, l2, weights, wgrads,
-                   grads)
+    _forward(X, net, ws, hyper)
+    return _finish(X, net, ws, hyper, sigmoid_binary_cross_entropy(ws[0][-1], y, ws[2][-1]),
+                   with_grads)
 
 
 @njit(**_JIT)
-def identity_step(X, y, Ws, bs, zs, acts, deltas, dWs, dbs, kind, slope, l2, weights, wgrads,
-                  grads):
+def identity_step(X, y, net, ws, hyper, with_grads):
     """Forward, the seed's squared error on float targets ``y`` (m, k), backward; returns J."""
-    _forward(X, Ws, bs, zs, acts, kind, slope)
-    loss = mean_squared_error(zs[-1], y, deltas[-1])
-    return _finish(X, Ws, zs, acts, deltas, dWs, dbs, kind, slope, loss, l2, weights, wgrads,
-                   grads)
+    _forward(X, net, ws, hyper)
+    return _finish(X, net, ws, hyper, mean_squared_error(ws[0][-1], y, ws[2][-1]), with_grads)
 
 
-def numeric_gradient(step, X, y, Ws, bs, zs, acts, deltas, dWs, dbs, kind, slope, l2, weights,
-                     wgrads, flat, lo, hi, eps, out):
-    """The seed's dθ_approx_j = (J(θ + ε e_j) - J(θ - ε e_j)) / 2ε for j in [lo, hi) of the flat
-    parameter buffer ``flat`` (which ``Ws``/``bs`` view), with ``step`` one of the *_step
-    kernels above evaluating J only. Each element is restored bit for bit.
+_STEPS = {"softmax": softmax_step, "sigmoid": sigmoid_step, "identity": identity_step}
 
-    A Python loop over compiled calls, not a compiled kernel: compiled, it took ``step`` as an
-    argument, and Numba's cache pickles such a dispatcher-typed signature by a weak reference
-    that does not survive a round trip — a process that loaded another process's entry and then
-    saved its own died with "ReferenceError: underlying object has vanished" (issue 6). Each
-    ``step`` call releases the GIL, so threads still run the evaluations side by side."""
-    for j in range(lo, hi):
-        old = flat[j]
-        flat[j] = old + eps
-        j_plus = step(X, y, Ws, bs, zs, acts, deltas, dWs, dbs, kind, slope, l2, weights, wgrads,
-                      False)
-        flat[j] = old - eps
-        j_minus = step(X, y, Ws, bs, zs, acts, deltas, dWs, dbs, kind, slope, l2, weights,
-                       wgrads, False)
-        flat[j] = old
-        out[j] = (j_plus - j_minus) / (2.0 * eps)
+
+class _Network(LayerByLayer):
+    """The layer-by-layer pass over this backend's kernels, with ``objective`` one call of the
+    whole-network kernel for networks without batch norm (and integer labels for softmax)."""
+
+    @staticmethod
+    def _kernel(net, y):
+        if net.batchnorm or (net.output == "softmax" and y.dtype != np.int64):
+            return None
+        return _STEPS[net.output]
+
+    def objective(self, net, ws, X, y, training, update_stats, with_grads):
+        kernel = self._kernel(net, y)
+        if kernel is None:
+            return super().objective(net, ws, X, y, training, update_stats, with_grads)
+        return kernel(X, y, net._layout.step_arrays, ws.step_arrays,
+                      (net._kind, net.slope, net.l2), with_grads)
+
+    def threaded_objective(self, net, y):
+        kernel = self._kernel(net, y)
+        if kernel is None:
+            return None
+        arrays, hyper = net._layout.step_arrays, (net._kind, net.slope, net.l2)
+        return lambda ws, X: kernel(X, y, arrays, ws.step_arrays, hyper, False)
+
+
+network = _Network(activations, batchnorm, dense, losses)
