@@ -134,6 +134,8 @@ class NNFastMLPMixin:
                                  f"needs scikit-learn's implementation ({reason})")
             warnings.warn(f"nnfast.sklearn: {reason}; running scikit-learn's implementation",
                           FallbackWarning, stacklevel=3)
+            if isinstance(self.__dict__.get("_optimizer"), _passes.Schedule):
+                del self._optimizer     # nnfast's: scikit-learn's code makes its own
             return super()._fit(X, y, sample_weight=sample_weight, incremental=incremental)
         if self.batchnorm and (self.solver == "lbfgs" or sample_weight is not None):
             raise ValueError("batchnorm=True trains with solver 'sgd', 'adam' or 'rmsprop' "
@@ -156,6 +158,7 @@ class NNFastMLPMixin:
         if first_pass:
             self._initialize(y, layer_units, X.dtype)
             self.__dict__.pop("_nn_optimizer", None)
+            self.__dict__.pop("_optimizer", None)
             if self.solver == "rmsprop":      # what _initialize does for sgd and adam
                 self.loss_curve_, self._no_improvement_count = [], 0
                 self.best_loss_ = None if self.early_stopping else np.inf
@@ -185,18 +188,26 @@ class NNFastMLPMixin:
             return np.ascontiguousarray(np.argmax(y, axis=1), dtype=np.int64)
         return np.ascontiguousarray(y, dtype=model.dtype)
 
+    def _loss_grad_lbfgs(self, packed_coef_inter, X, y, sample_weight, *workspace):
+        """scikit-learn's ``_loss_grad_lbfgs`` (the ``workspace`` lists it passes are not
+        needed): loss and packed gradient at ``packed_coef_inter``, from one ``loss_grad``
+        pass on the model's flat buffer."""
+        if self._nn_fallback_reason(X) is not None:
+            return super()._loss_grad_lbfgs(packed_coef_inter, X, y, sample_weight, *workspace)
+        model = self._nn_model()
+        model.l2 = float(self.alpha)
+        self._nn_bind(model)
+        model.flat_params[...] = packed_coef_inter
+        X = np.ascontiguousarray(X, dtype=model.dtype)
+        Y = np.ascontiguousarray(y, dtype=model.dtype).reshape(X.shape[0], -1)
+        loss = _passes.loss_grad(model, X, Y, sample_weight, self.alpha, self.loss,
+                                 self.out_activation_)
+        return loss, model.flat_grads.astype(np.float64)
+
     def _nn_fit_lbfgs(self, model, X, y, sample_weight):
         from sklearn.utils.optimize import _check_optimize_result
 
         Y = self._nn_targets(y, model, dense=True)
-        grads = model.flat_grads
-
-        def fun(packed):
-            model.flat_params[...] = packed
-            loss = _passes.loss_grad(model, X, Y, sample_weight, self.alpha, self.loss,
-                                     self.out_activation_)
-            return loss, grads.astype(np.float64)
-
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
         options = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol}
         if iprint > 0:
@@ -204,8 +215,10 @@ class NNFastMLPMixin:
         with warnings.catch_warnings():
             # scipy >= 1.15 deprecates iprint/disp for L-BFGS-B
             warnings.simplefilter("ignore", DeprecationWarning)
-            res = scipy.optimize.minimize(fun, model.flat_params.astype(np.float64),
-                                          method="L-BFGS-B", jac=True, options=options)
+            res = scipy.optimize.minimize(self._loss_grad_lbfgs,
+                                          model.flat_params.astype(np.float64),
+                                          method="L-BFGS-B", jac=True, options=options,
+                                          args=(X, Y, sample_weight))
         self.n_iter_ = _check_optimize_result("lbfgs", res, self.max_iter)
         self.loss_ = res.fun
         model.flat_params[...] = res.x

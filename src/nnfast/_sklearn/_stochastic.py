@@ -81,10 +81,12 @@ def fit_stochastic(est, model, X, y, sample_weight, incremental):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.utils import shuffle
 
-    if not incremental or est.__dict__.get("_nn_optimizer") is None:
-        est._nn_schedule = _passes.Schedule(est)
+    # ``_optimizer``: scikit-learn's name, for its learning-rate state (read by its tests)
+    if (not incremental or est.__dict__.get("_nn_optimizer") is None
+            or not isinstance(est.__dict__.get("_optimizer"), _passes.Schedule)):
+        est._optimizer = _passes.Schedule(est)
         est._nn_optimizer = _passes.make_optimizer(est, est.learning_rate_init)
-    schedule, opt = est._nn_schedule, est._nn_optimizer
+    schedule, opt = est._optimizer, est._nn_optimizer
     if est.early_stopping and incremental:
         raise ValueError("partial_fit does not support early_stopping=True")
     early_stopping = est.early_stopping
