@@ -8,7 +8,7 @@ import pytest
 import sklearn
 import sklearn.neural_network
 from sklearn.base import clone
-from sklearn.datasets import load_digits, make_classification, make_regression
+from sklearn.datasets import load_digits, make_regression
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -60,8 +60,8 @@ def _same_start(ours, theirs, X, y):
 
 
 def _max_diff(a, b):
-    return max(np.abs(p - q).max() for p, q in zip(a.coefs_ + a.intercepts_,
-                                                    b.coefs_ + b.intercepts_))
+    pairs = zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_)
+    return max(np.abs(p - q).max() for p, q in pairs)
 
 
 SOLVERS = [dict(solver="sgd", nesterovs_momentum=False), dict(solver="sgd"),
