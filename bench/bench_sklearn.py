@@ -108,13 +108,17 @@ def run_one(impl, name, n=None, epochs=None):
     return out
 
 
-def run_fresh(impl, name):
-    """``run_one`` in a fresh Python process (first-call overhead included)."""
+def run_fresh(impl, name, blas_threads=None):
+    """``run_one`` in a fresh Python process (first-call overhead included); ``blas_threads``
+    sets OPENBLAS_NUM_THREADS / OMP_NUM_THREADS there (default: the environment's)."""
     code = ("import json, bench.bench_sklearn as b; "
             f"print(json.dumps(b.run_one({impl!r}, {name!r})))")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    if blas_threads is not None:
+        env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(blas_threads)
     res = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
-                         text=True, check=True)
+                         text=True, check=True, env=env)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -135,11 +139,17 @@ def table(results):
     return "\n".join(lines)
 
 
-def main():
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--blas-threads", type=int, default=None,
+                        help="BLAS threads of every fit's process (both implementations)")
+    args = parser.parse_args(argv)
     results = []
     for name in CASES:
         for impl in ("sklearn", "nnfast", "patched"):
-            results.append(run_fresh(impl, name))
+            results.append(run_fresh(impl, name, args.blas_threads))
             print(json.dumps(results[-1]), flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     print(table(results))

@@ -212,7 +212,9 @@ class NNFastMLPMixin:
         options = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol}
         if iprint > 0:
             options["iprint"] = iprint
-        with warnings.catch_warnings():
+        from ._stochastic import _blas_threads_for
+
+        with warnings.catch_warnings(), _blas_threads_for(model, X.shape[0]):
             # scipy >= 1.15 deprecates iprint/disp for L-BFGS-B
             warnings.simplefilter("ignore", DeprecationWarning)
             res = scipy.optimize.minimize(self._loss_grad_lbfgs,
