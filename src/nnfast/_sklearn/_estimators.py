@@ -30,6 +30,15 @@ _EXTRAS_DOC = """
 """
 
 
+def _init(est, base, arguments):
+    """``base.__init__`` with scikit-learn's parameters; nnfast's extras stored beside them."""
+    params = {k: v for k, v in arguments.items() if k not in ("self", "__class__")}
+    extras = {name: params.pop(name) for name in ("batchnorm", "decay_rate", "dtype")}
+    base.__init__(est, **params)
+    for name, value in extras.items():
+        setattr(est, name, value)
+
+
 class MLPClassifier(NNFastMLPMixin, _SKClassifier):
     __doc__ = ("scikit-learn's ``MLPClassifier`` (parameters, attributes, methods), trained "
                "by nnfast's kernels.\n" + _EXTRAS_DOC)
@@ -43,18 +52,7 @@ class MLPClassifier(NNFastMLPMixin, _SKClassifier):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  batchnorm=False, decay_rate=0.0, dtype=None):
-        super().__init__(
-            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
-            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
-            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
-            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
-            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
-            early_stopping=early_stopping, validation_fraction=validation_fraction,
-            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            max_fun=max_fun)
-        self.batchnorm = batchnorm
-        self.decay_rate = decay_rate
-        self.dtype = dtype
+        _init(self, _SKClassifier, locals())
 
 
 class MLPRegressor(NNFastMLPMixin, _SKRegressor):
@@ -71,15 +69,4 @@ class MLPRegressor(NNFastMLPMixin, _SKRegressor):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  batchnorm=False, decay_rate=0.0, dtype=None):
-        super().__init__(
-            loss=loss, hidden_layer_sizes=hidden_layer_sizes, activation=activation,
-            solver=solver, alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
-            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
-            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
-            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
-            early_stopping=early_stopping, validation_fraction=validation_fraction,
-            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            max_fun=max_fun)
-        self.batchnorm = batchnorm
-        self.decay_rate = decay_rate
-        self.dtype = dtype
+        _init(self, _SKRegressor, locals())
