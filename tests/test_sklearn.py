@@ -299,3 +299,16 @@ def test_bad_parameters_name_themselves(bad, exc, match):
     X, y = _digits(50)
     with pytest.raises(exc, match=match):
         MLPClassifier(**bad).fit(X, y)
+
+
+def test_warm_start_with_changed_activation_follows_sklearn():
+    """A parameter changed between warm-started fits takes effect, as in scikit-learn."""
+    X, y = _digits(200)
+    kw = dict(hidden_layer_sizes=(16,), max_iter=3, random_state=0, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours, theirs = MLPClassifier(**kw).fit(X, y), SKClassifier(**kw).fit(X, y)
+        for est in (ours, theirs):
+            est.set_params(activation="tanh").fit(X, y)
+    assert _max_diff(ours, theirs) < 1e-6
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-6)

@@ -64,7 +64,9 @@ class NNFastMLPMixin:
         if dtype not in (np.float32, np.float64):
             dtype = np.dtype(np.float64)
         if (model is None or model.layer_sizes != sizes or model.dtype != dtype
-                or model.output != _passes.OUTPUT[self.out_activation_]):
+                or model.output != _passes.OUTPUT[self.out_activation_]
+                or model.hidden != _passes.HIDDEN[self.activation]
+                or model.batchnorm != bool(self.batchnorm)):
             model = self._nn_mlp = MLP(sizes, hidden=_passes.HIDDEN[self.activation],
                                        output=_passes.OUTPUT[self.out_activation_],
                                        batchnorm=bool(self.batchnorm), dtype=dtype, seed=0)
