@@ -1,0 +1,1 @@
+"""The implementation of ``nnfast.sklearn`` (see that module)."""

@@ -1,0 +1,193 @@
+"""scikit-learn's ``_fit_stochastic`` epoch loop over nnfast's training calls.
+
+Same control flow, messages and random-state use as scikit-learn's (the validation split, the
+per-epoch shuffle of the sample indices), so an equal ``random_state`` gives equal batches. An
+epoch is one ``MLP.fit(epochs=1, shuffle=False)`` call on the epoch's rows in their shuffled
+order where ``MLP`` computes scikit-learn's loss (classifiers, one regression output, no sample
+weights); otherwise a loop of ``_passes.loss_grad`` and the optimizer's fused ``step_flat``.
+"""
+import contextlib
+import math
+import warnings
+
+import numpy as np
+
+from . import _passes
+
+#: Training whose largest per-batch GEMM (batch x fan_in x fan_out multiply-adds) is at most
+#: this runs BLAS on one thread. Measured on the shared 2-core EPYC (load 5-8, bench/
+#: bench_sklearn.py's cases in one process, 3 interleaved fits each): synthetic (200x100x64)
+#: 0.25-0.35 s with one BLAS thread against 0.29-1.16 s with two; digits (64x128x64)
+#: 0.48-0.62 s against 1.33-10.1 s — a split GEMM this small waits for a scheduler slice when
+#: the other core is busy and gains little when it is not.
+BLAS_SERIAL_MAX = 2**22
+_CONTROLLER = []
+
+
+def _blas_threads_for(model, batch_size):
+    """A context limiting BLAS to one thread for small per-batch GEMMs, else a null one."""
+    sizes = model.layer_sizes
+    largest = max(batch_size * a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    if largest > BLAS_SERIAL_MAX:
+        return contextlib.nullcontext()
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+        _CONTROLLER.append(ThreadpoolController())    # inspecting the libraries costs ms
+    return _CONTROLLER[0].limit(limits=1, user_api="blas")
+
+
+def _split(est, X, y, sample_weight):
+    from sklearn.base import is_classifier
+    from sklearn.model_selection import train_test_split
+
+    stratify = y if is_classifier(est) and est.n_outputs_ == 1 else None
+    arrays = (X, y) if sample_weight is None else (X, y, sample_weight)
+    parts = train_test_split(*arrays, random_state=est._random_state,
+                             test_size=est.validation_fraction, stratify=stratify)
+    X_train, X_val, y_train, y_val = parts[:4]
+    sw_train, sw_val = (parts[4], parts[5]) if sample_weight is not None else (None, None)
+    if X_val.shape[0] < 2:
+        raise ValueError("The validation set is too small. Increase 'validation_fraction' or "
+                         "the size of your dataset.")
+    if is_classifier(est):
+        y_val = est._label_binarizer.inverse_transform(y_val)
+    return X_train, y_train, sw_train, X_val, y_val, sw_val
+
+
+def _improvement(est, early_stopping, X_val, y_val, sw_val):
+    """scikit-learn's ``_update_no_improvement_count``."""
+    if early_stopping:
+        y_pred = est._predict(X_val, check_input=False)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            score = np.nan
+        else:
+            from sklearn.base import is_classifier
+            from sklearn.metrics import accuracy_score, r2_score
+
+            scorer = accuracy_score if is_classifier(est) else r2_score
+            score = float(scorer(y_val, y_pred, sample_weight=sw_val))
+        est.validation_scores_.append(score)
+        if est.verbose:
+            print("Validation score: %f" % score)
+        if score < est.best_validation_score_ + est.tol:
+            est._no_improvement_count += 1
+        else:
+            est._no_improvement_count = 0
+        if score > est.best_validation_score_:
+            est.best_validation_score_ = score
+            est._best_coefs = [c.copy() for c in est.coefs_]
+            est._best_intercepts = [i.copy() for i in est.intercepts_]
+    else:
+        if est.loss_curve_[-1] > est.best_loss_ - est.tol:
+            est._no_improvement_count += 1
+        else:
+            est._no_improvement_count = 0
+        if est.loss_curve_[-1] < est.best_loss_:
+            est.best_loss_ = est.loss_curve_[-1]
+
+
+def _epoch_batches(est, model, opt, X, Y, sw, batch_size):
+    """One epoch of ``loss_grad`` + fused step over the rows in order; the mean batch loss."""
+    total = 0.0
+    for lo in range(0, X.shape[0], batch_size):
+        hi = min(lo + batch_size, X.shape[0])
+        loss = _passes.loss_grad(model, X[lo:hi], Y[lo:hi], None if sw is None else sw[lo:hi],
+                                 est.alpha, est.loss, est.out_activation_)
+        opt.step_flat(model.flat_params, model.flat_grads)
+        total += loss * (hi - lo)
+    return total / X.shape[0]
+
+
+def fit_stochastic(est, model, X, y, sample_weight, incremental):
+    from sklearn.base import is_classifier
+
+    # ``_optimizer``: scikit-learn's name, for its learning-rate state (read by its tests)
+    if (not incremental or est.__dict__.get("_nn_optimizer") is None
+            or not isinstance(est.__dict__.get("_optimizer"), _passes.Schedule)):
+        est._optimizer = _passes.Schedule(est)
+        est._nn_optimizer = _passes.make_optimizer(est, est.learning_rate_init)
+    schedule, opt = est._optimizer, est._nn_optimizer
+    if est.early_stopping and incremental:
+        raise ValueError("partial_fit does not support early_stopping=True")
+    early_stopping = est.early_stopping
+    if early_stopping:
+        X_train, y_train, sw_train, X_val, y_val, sw_val = _split(est, X, y, sample_weight)
+    else:
+        X_train, y_train, sw_train = X, y, sample_weight
+        X_val = y_val = sw_val = None
+    n_samples = X_train.shape[0]
+    if est.batch_size == "auto":
+        batch_size = min(200, n_samples)
+    else:
+        if est.batch_size > n_samples:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going "
+                          "to be clipped")
+        batch_size = int(np.clip(est.batch_size, 1, n_samples))
+    by_epoch = sw_train is None and (is_classifier(est) or est.n_outputs_ == 1)
+    Y = est._nn_targets(y_train, model, dense=not by_epoch)
+    sample_idx = np.arange(n_samples, dtype=int)
+    try:
+        with _blas_threads_for(model, batch_size):
+            _epochs(est, model, opt, schedule, X_train, Y, sw_train, X_val, y_val, sw_val,
+                    sample_idx, batch_size, by_epoch, early_stopping, incremental)
+    except KeyboardInterrupt:
+        warnings.warn("Training interrupted by user.")
+    if early_stopping:
+        for dst, src in zip(est.coefs_ + est.intercepts_,
+                            est._best_coefs + est._best_intercepts):
+            dst[...] = src
+
+
+def _epochs(est, model, opt, schedule, X_train, Y, sw_train, X_val, y_val, sw_val, sample_idx,
+            batch_size, by_epoch, early_stopping, incremental):
+    """The epochs of one fit (one for partial_fit), as scikit-learn's loop runs them."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.utils import shuffle
+
+    n_samples = X_train.shape[0]
+    diverged = False
+    est.n_iter_ = 0
+    for _ in range(est.max_iter):
+        if est.shuffle:
+            sample_idx = shuffle(sample_idx, random_state=est._random_state)
+            Xe, Ye = X_train.take(sample_idx, axis=0), Y.take(sample_idx, axis=0)
+            swe = None if sw_train is None else sw_train[sample_idx]
+        else:
+            Xe, Ye, swe = X_train, Y, sw_train
+        opt.lr = schedule.learning_rate / (1.0 + est.decay_rate * len(est.loss_curve_))
+        if diverged:
+            loss = math.nan      # scikit-learn goes on with non-finite weights
+        elif by_epoch:
+            try:
+                loss = model.fit(Xe, Ye, optimizer=opt, lr=opt.lr, epochs=1,
+                                 batch_size=batch_size, tol=None, shuffle=False,
+                                 progress=False).train_loss[0]
+            except FloatingPointError:
+                diverged, loss = True, math.nan
+                model.flat_params[...] = np.nan
+        else:
+            loss = _epoch_batches(est, model, opt, Xe, Ye, swe, batch_size)
+        est.n_iter_ += 1
+        est.loss_ = loss
+        est.t_ += n_samples
+        est.loss_curve_.append(loss)
+        if est.verbose:
+            print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
+        _improvement(est, early_stopping, X_val, y_val, sw_val)
+        schedule.iteration_ends(est.t_)
+        if est._no_improvement_count > est.n_iter_no_change:
+            if early_stopping:
+                msg = ("Validation score did not improve more than tol=%f for %d "
+                       "consecutive epochs." % (est.tol, est.n_iter_no_change))
+            else:
+                msg = ("Training loss did not improve more than tol=%f for %d consecutive "
+                       "epochs." % (est.tol, est.n_iter_no_change))
+            if schedule.trigger_stopping(msg, est.verbose):
+                break
+            est._no_improvement_count = 0
+        if incremental:
+            break
+        if est.n_iter_ == est.max_iter:
+            warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                          "optimization hasn't converged yet." % est.max_iter,
+                          ConvergenceWarning)

@@ -1,0 +1,314 @@
+"""nnfast.sklearn: scikit-learn's check_estimator, meta-estimators, parity with scikit-learn's
+own MLP estimators, the patch, and the nnfast extras."""
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import sklearn
+import sklearn.neural_network
+from sklearn.base import clone
+from sklearn.datasets import load_digits, make_regression
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import nnfast
+from nnfast.sklearn import FallbackWarning, MLPClassifier, MLPRegressor
+
+SKClassifier = sklearn.neural_network._multilayer_perceptron.MLPClassifier
+SKRegressor = sklearn.neural_network._multilayer_perceptron.MLPRegressor
+
+#: Checks not expected to pass, with the reason (empty: every check passes).
+EXPECTED_FAILED = {}
+
+
+def _expected_failed(estimator):
+    return EXPECTED_FAILED.get(type(estimator).__name__, {})
+
+
+# scikit-learn's own settings for its MLPs in these checks (max_iter=100): the checks' data
+# sets are tiny, so the default (100,) hidden layer stays quick.
+@parametrize_with_checks([MLPClassifier(max_iter=100, random_state=0),
+                          MLPRegressor(max_iter=100, random_state=0)],
+                         expected_failed_checks=_expected_failed)
+def test_check_estimator(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
+
+
+# ------------------------------------------------------------------------ parity --
+def _digits(n=300):
+    X, y = load_digits(return_X_y=True)
+    return X[:n] / 16.0, y[:n]
+
+
+def _same_start(ours, theirs, X, y):
+    """Fit scikit-learn's estimator for one epoch, give both its initial weights through
+    coefs_/intercepts_ with warm_start (as a user would), and return them ready to fit."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        init = clone(theirs).set_params(max_iter=1).fit(X, y)
+    for est in (ours, theirs):
+        est.set_params(warm_start=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, y)                  # sets classes_ and the network's shapes
+        est.coefs_ = [c.copy() for c in init.coefs_]
+        est.intercepts_ = [b.copy() for b in init.intercepts_]
+    return ours, theirs
+
+
+def _max_diff(a, b):
+    pairs = zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_)
+    return max(np.abs(p - q).max() for p, q in pairs)
+
+
+SOLVERS = [dict(solver="sgd", nesterovs_momentum=False), dict(solver="sgd"),
+           dict(solver="sgd", momentum=0.0), dict(solver="adam"), dict(solver="rmsprop")]
+
+
+@pytest.mark.parametrize("options", SOLVERS[:4], ids=["sgd-momentum", "sgd-nesterov", "sgd",
+                                                      "adam"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "logistic", "identity"])
+def test_one_epoch_matches_sklearn_classifier(options, activation):
+    X, y = _digits()
+    kw = dict(hidden_layer_sizes=(32, 16), activation=activation, shuffle=False,
+              learning_rate_init=0.01, max_iter=1, random_state=0, **options)
+    ours, theirs = _same_start(MLPClassifier(**kw), SKClassifier(**kw), X, y)
+    for est in (ours, theirs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, y)
+    assert _max_diff(ours, theirs) < 1e-6
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-6)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-6)
+    assert ours.t_ == theirs.t_ and ours.n_iter_ == theirs.n_iter_
+
+
+@pytest.mark.parametrize("n_outputs", [1, 3])
+@pytest.mark.parametrize("options", [SOLVERS[1], SOLVERS[3]], ids=["sgd-nesterov", "adam"])
+def test_regressor_matches_sklearn_loss_convention(options, n_outputs):
+    """Several outputs: scikit-learn reports half the mean over rows and outputs."""
+    X, y = make_regression(200, 10, n_targets=n_outputs, random_state=0)
+    y = y / 100.0
+    kw = dict(hidden_layer_sizes=(16,), max_iter=5, random_state=0, learning_rate_init=0.01,
+              **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours, theirs = MLPRegressor(**kw).fit(X, y), SKRegressor(**kw).fit(X, y)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-6)
+    assert _max_diff(ours, theirs) < 1e-6
+
+
+@pytest.mark.parametrize("Ours,Theirs", [(MLPClassifier, SKClassifier),
+                                         (MLPRegressor, SKRegressor)])
+def test_lbfgs_and_sample_weight_match_sklearn(Ours, Theirs):
+    X, y = _digits(200)
+    if Ours is MLPRegressor:
+        y = y / 10.0
+    w = np.random.default_rng(0).uniform(0.1, 2.0, len(y))
+    for solver in ("lbfgs", "adam"):
+        kw = dict(hidden_layer_sizes=(16,), solver=solver, max_iter=20, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ours = Ours(**kw).fit(X, y, sample_weight=w)
+            theirs = Theirs(**kw).fit(X, y, sample_weight=w)
+        assert ours.n_iter_ == theirs.n_iter_
+        assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-6)
+        assert _max_diff(ours, theirs) < 1e-6
+
+
+def test_shuffled_training_follows_sklearn():
+    """Equal random_state: equal initial weights, equal batches, equal early stopping."""
+    X, y = _digits(400)
+    kw = dict(hidden_layer_sizes=(32,), max_iter=15, random_state=3, early_stopping=True,
+              n_iter_no_change=3, learning_rate_init=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours, theirs = MLPClassifier(**kw).fit(X, y), SKClassifier(**kw).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_
+    np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_)
+    assert _max_diff(ours, theirs) < 1e-6
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-6)
+
+
+def test_float32_trains_in_float32_and_agrees():
+    X, y = _digits()
+    kw = dict(hidden_layer_sizes=(32,), max_iter=10, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier(**kw).fit(X.astype(np.float32), y)
+        theirs = SKClassifier(**kw).fit(X.astype(np.float32), y)
+        forced = MLPClassifier(dtype="float32", **kw).fit(X, y)
+    assert all(c.dtype == np.float32 for c in ours.coefs_ + forced.coefs_)
+    assert ours.predict_proba(X).dtype == np.float32
+    assert _max_diff(ours, theirs) < 1e-4
+    assert _max_diff(ours, forced) < 1e-5
+
+
+def test_partial_fit_matches_sklearn():
+    X, y = _digits()
+    kw = dict(hidden_layer_sizes=(16,), random_state=0, solver="sgd", learning_rate_init=0.05)
+    ours, theirs = MLPClassifier(**kw), SKClassifier(**kw)
+    for est in (ours, theirs):
+        for lo in range(0, 300, 100):
+            est.partial_fit(X[lo:lo + 100], y[lo:lo + 100], classes=np.arange(10))
+    assert _max_diff(ours, theirs) < 1e-6
+    assert ours.t_ == theirs.t_ == 300
+
+
+# ------------------------------------------------------------ labels and targets --
+def test_string_labels_multilabel_and_multioutput():
+    X, y = _digits()
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                      "nine"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=50, random_state=0).fit(
+            X, names[y])
+        assert set(clf.predict(X)) <= set(names) and clf.score(X, names[y]) > 0.9
+        proba = clf.predict_proba(X)
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+        np.testing.assert_allclose(clf.predict_log_proba(X), np.log(proba), rtol=1e-6)
+        Y = np.stack([y % 2, y > 4, y == 0], axis=1).astype(int)       # multilabel
+        multi = MLPClassifier(hidden_layer_sizes=(32,), max_iter=50, random_state=0).fit(X, Y)
+        assert multi.out_activation_ == "logistic" and multi.predict(X).shape == Y.shape
+        assert (multi.predict(X) == Y).mean() > 0.8
+        T = np.stack([y, -y], axis=1) / 10.0                           # multi-output
+        reg = MLPRegressor(hidden_layer_sizes=(32,), max_iter=50, random_state=0).fit(X, T)
+        ref = SKRegressor(hidden_layer_sizes=(32,), max_iter=50, random_state=0).fit(X, T)
+    assert reg.predict(X).shape == T.shape
+    np.testing.assert_allclose(reg.predict(X), ref.predict(X), atol=1e-6)
+    assert reg.score(X, T) > 0.5
+
+
+# ------------------------------------------------------------- in scikit-learn --
+def test_meta_estimators_clone_pickle_set_output():
+    from sklearn.model_selection import (GridSearchCV, cross_val_score, learning_curve)
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = _digits()
+    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=30, learning_rate_init=0.01,
+                        random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search = GridSearchCV(clf, {"alpha": [1e-4, 1e-1]}, cv=3).fit(X, y)
+        assert isinstance(search.best_estimator_, MLPClassifier)
+        pipe = make_pipeline(StandardScaler(), clone(clf)).fit(X, y)
+        assert pipe.score(X, y) > 0.9
+        assert cross_val_score(clf, X, y, cv=3).mean() > 0.8
+        sizes, train, test = learning_curve(clf, X, y, cv=3, train_sizes=[0.5, 1.0])
+        assert train.shape == (2, 3) and np.all(train > 0.8)
+        fitted = clone(clf).fit(X, y)
+    twin = clone(fitted)
+    assert twin.get_params() == fitted.get_params() and not hasattr(twin, "coefs_")
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.predict_proba(X), fitted.predict_proba(X))
+    # the restored weights are the model's again: partial_fit changes what predict sees
+    before = restored.predict_proba(X)
+    restored.partial_fit(X, y)
+    assert not np.array_equal(restored.predict_proba(X), before)
+    pd = pytest.importorskip("pandas")
+    pipe = make_pipeline(StandardScaler(), clone(clf)).set_output(transform="pandas")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pipe.fit(pd.DataFrame(X, columns=[f"px{i}" for i in range(64)]), y)
+    assert list(pipe[-1].feature_names_in_[:2]) == ["px0", "px1"]
+
+
+def test_patch_swaps_the_classes_for_unchanged_code():
+    import sklearn.neural_network as nn
+
+    from nnfast import sklearn as nsk
+
+    assert nn.MLPClassifier is SKClassifier and not nsk.is_patched()
+    early = nn.MLPClassifier                      # bound before the patch: not covered
+    nsk.patch()
+    try:
+        from sklearn.neural_network import MLPClassifier as Late
+        assert Late is MLPClassifier and nn.MLPRegressor is MLPRegressor and nsk.is_patched()
+        assert early is SKClassifier
+    finally:
+        nsk.unpatch()
+    assert nn.MLPClassifier is SKClassifier and nn.MLPRegressor is SKRegressor
+    with nsk.patched():
+        assert nn.MLPClassifier is MLPClassifier
+        X, y = _digits(100)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est = nn.MLPClassifier(hidden_layer_sizes=(8,), max_iter=5).fit(X, y)
+        assert isinstance(est, SKClassifier) and hasattr(est, "_nn_mlp")
+    assert nn.MLPClassifier is SKClassifier
+
+
+def test_fallbacks_warn_and_match_sklearn():
+    import scipy.sparse
+
+    X, y = _digits(100)
+    kw = dict(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.warns(FallbackWarning, match="sparse X"):
+            ours = MLPClassifier(**kw).fit(scipy.sparse.csr_matrix(X), y)
+        theirs = SKClassifier(**kw).fit(scipy.sparse.csr_matrix(X), y)
+        np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X))
+        with pytest.warns(FallbackWarning, match="poisson"):
+            MLPRegressor(loss="poisson", **kw).fit(X, y + 1.0)
+        with pytest.raises(ValueError, match="rmsprop.*sparse"):
+            MLPClassifier(solver="rmsprop", **kw).fit(scipy.sparse.csr_matrix(X), y)
+
+
+# ------------------------------------------------------------------ the extras --
+@pytest.mark.parametrize("extra", [dict(activation="leaky_relu"), dict(solver="rmsprop"),
+                                   dict(batchnorm=True), dict(decay_rate=0.1),
+                                   dict(dtype="float32")])
+def test_extras_train(extra):
+    X, y = _digits()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=100, learning_rate_init=0.01,
+                            random_state=0,
+                            **extra).fit(X, y)
+    assert clf.score(X, y) > 0.9
+    assert len(clf.loss_curve_) == clf.n_iter_ and clf.loss_curve_[-1] < clf.loss_curve_[0]
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
+
+
+def test_decay_rate_is_the_seeds_inverse_time_decay():
+    X, y = _digits(200)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, solver="sgd", decay_rate=0.5,
+                        learning_rate_init=0.1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    assert clf._nn_optimizer.lr == pytest.approx(nnfast.inverse_time_decay(0.1, 0.5, 2))
+
+
+@pytest.mark.parametrize("bad,exc,match", [
+    (dict(activation="softsign"), ValueError, "activation"),
+    (dict(solver="newton"), ValueError, "solver"),
+    (dict(dtype="float16"), ValueError, "dtype"),
+    (dict(decay_rate=-1.0), ValueError, "decay_rate"),
+    (dict(batchnorm="yes"), ValueError, "batchnorm"),
+    (dict(batchnorm=True, solver="lbfgs"), ValueError, "batchnorm"),
+])
+def test_bad_parameters_name_themselves(bad, exc, match):
+    X, y = _digits(50)
+    with pytest.raises(exc, match=match):
+        MLPClassifier(**bad).fit(X, y)
+
+
+def test_warm_start_with_changed_activation_follows_sklearn():
+    """A parameter changed between warm-started fits takes effect, as in scikit-learn."""
+    X, y = _digits(200)
+    kw = dict(hidden_layer_sizes=(16,), max_iter=3, random_state=0, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours, theirs = MLPClassifier(**kw).fit(X, y), SKClassifier(**kw).fit(X, y)
+        for est in (ours, theirs):
+            est.set_params(activation="tanh").fit(X, y)
+    assert _max_diff(ours, theirs) < 1e-6
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-6)
