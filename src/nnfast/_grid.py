@@ -215,7 +215,6 @@ def train(lambdas, mlp, fit, X, y):
     options as ``selection`` splits them; ``applies(mlp, fit)`` must be None). Returns the K
     trained MLPs, or None where the targets need the separate path (soft softmax targets).
     Invalid X or y raise as ``MLP.fit`` raises."""
-    from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
 
     template = MLP(**mlp)
@@ -239,11 +238,6 @@ def train(lambdas, mlp, fit, X, y):
     rng = np.random.default_rng(seed)
     order = np.arange(n)
     bounds = list(range(0, n, batch_size)) + [n]
-    # One BLAS thread: the GEMMs of a batch are small (64x128 by 128x64 per model), and a
-    # second BLAS thread cost far more than it gave — digits, 11 λ, 20 epochs at load ~10 on
-    # the 2 cores: 1.26 s with one thread, 75.7 s with two (spinning threads). Cores are used
-    # by running chunks of the grid in parallel processes (selection._GRID_CHUNK).
-    limits = threadpool_limits(limits=1, user_api="blas")
     token = _backend.push(_backend.network_backend())
     try:
         for epoch in tqdm(range(epochs), desc="choose_lambda", unit="epoch",
@@ -270,5 +264,4 @@ def train(lambdas, mlp, fit, X, y):
                                          f"{grid.non_finite()} (lower the learning rate)")
     finally:
         _backend.pop(token)
-        limits.restore_original_limits()
     return [grid.model(k, template) for k in range(len(lambdas))]

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from . import _grid
 from . import optim as _optim
@@ -43,6 +44,15 @@ _PREFER = "processes"
 #: float32, 64-128-64-10, Adam, batch 64, 20 epochs, one BLAS thread, load ~7-10 on 2 cores;
 #: CPU s): 11 λ in one network 0.62, 6 λ 0.35, 1 λ 0.10 (separate: 11 x ~0.1 + Python).
 _GRID_CHUNK = 6
+#: joblib backend of the batched chunks, by measurement: they spend their time in BLAS and
+#: nnfast's kernels, which release the GIL, so threads keep both cores busy without worker
+#: start-up. The default sweep of bench_selection.py (11 λ, 100 epochs, n_jobs=2), fresh
+#: process each, load 8-9 on the 2 cores (s): processes 7.90 8.55, threads 7.11 7.61; the
+#: whole sweep's CPU time on threads 3.05-3.53 s. Every chunk runs on ONE BLAS thread (set
+#: around the sweep; loky workers get one by themselves): the GEMMs of a batch are small (64
+#: rows by 128x64 per model) and a second BLAS thread cost far more than it gave — 11 λ, 20
+#: epochs, load ~10: 1.26 s with one thread, 75.7 s with two (spinning threads).
+_GRID_PREFER = "threads"
 
 
 def unregularized_cost(model, X, y):
@@ -133,7 +143,7 @@ def _in_backend(backend, f, args):
         return f(*args)
 
 
-def _run(tasks, n_jobs):
+def _run(tasks, n_jobs, prefer=_PREFER):
     """Runs (function, args) tasks, in order, serially or through joblib. Every task runs on the
     caller's network backend: a worker process starts on "auto", and another backend's kernels
     round differently, which would make the table depend on n_jobs."""
@@ -141,7 +151,7 @@ def _run(tasks, n_jobs):
     if n_jobs is None or n_jobs == 1:
         return [_in_backend(backend, f, args) for f, args in tasks]
     from joblib import Parallel, delayed
-    return Parallel(n_jobs=n_jobs, prefer=_PREFER)(delayed(_in_backend)(backend, f, args)
+    return Parallel(n_jobs=n_jobs, prefer=prefer)(delayed(_in_backend)(backend, f, args)
                                                   for f, args in tasks)
 
 
@@ -258,7 +268,8 @@ def choose_lambda(X_train, y_train, X_cv=None, y_cv=None, lambdas=None, *, cv=5,
         chunks = np.array_split(np.array(lambdas), -(-len(lambdas) // _GRID_CHUNK))
         tasks = [(_train_grid_and_score, (mlp, fit, [float(lam) for lam in chunk]) + fold)
                  for fold in folds for chunk in chunks]
-        done = _run(tasks, n_jobs)          # fold-major: every chunk of fold 0, then fold 1 ...
+        with threadpool_limits(limits=1, user_api="blas"):
+            done = _run(tasks, n_jobs, _GRID_PREFER)
         per_fold = [[r for rs in done[f * len(chunks):(f + 1) * len(chunks)] for r in rs]
                     for f in range(len(folds))]
         results = [per_fold[f][i] for i in range(len(lambdas)) for f in range(len(folds))]
