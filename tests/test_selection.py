@@ -133,8 +133,8 @@ def test_learning_curve_counts_and_parallel():
     b = selection.learning_curve(X[:70], y[:70], X[70:], y[70:], sizes=[10, 35, 70], n_jobs=2,
                                  **OPTS)
     assert a.sizes.tolist() == [10, 35, 70]
-    assert np.array_equal(a.cv_costs, b.cv_costs) and np.array_equal(a.train_costs,
-                                                                      b.train_costs)
+    assert np.array_equal(a.cv_costs, b.cv_costs)
+    assert np.array_equal(a.train_costs, b.train_costs)
 
 
 @pytest.mark.parametrize("train, cv, base, verdict", [
@@ -280,8 +280,8 @@ def test_batched_grid_every_optimizer_and_option(fit):
     np.testing.assert_allclose(fast.best_model.flat_params, slow.best_model.flat_params,
                                rtol=1e-10, atol=1e-12)
     # the option reached the fit: without it the models differ
-    plain = {k: v for k, v in opts.items() if k in ("layer_sizes", "dtype", "seed", "epochs",
-                                                   "batch_size", "optimizer", "lr")}
+    kept = ("layer_sizes", "dtype", "seed", "epochs", "batch_size", "optimizer", "lr")
+    plain = {k: v for k, v in opts.items() if k in kept}
     other = selection.choose_lambda(X[:60], y[:60], X[60:], y[60:], lams, **plain)
     assert not np.allclose(other.cv_cost, fast.cv_cost, rtol=1e-10)
 

@@ -274,19 +274,19 @@ def choose_lambda(X_train, y_train, X_cv=None, y_cv=None, lambdas=None, *, cv=5,
                     for f in range(len(folds))]
         results = [per_fold[f][i] for i in range(len(lambdas)) for f in range(len(folds))]
     table, models = [], []
+    def mean(runs, j):
+        return None if runs[0][j] is None else float(np.mean([r[j] for r in runs]))
+
     for i, lam in enumerate(lambdas):
         runs = results[i * len(folds):(i + 1) * len(folds)]
-        row = {"lambda": lam,
-               "train_cost": float(np.mean([r[1] for r in runs])),
-               "cv_cost": float(np.mean([r[2] for r in runs])),
-               "train_accuracy": None if runs[0][3] is None else float(np.mean([r[3] for r in runs])),
-               "cv_accuracy": None if runs[0][4] is None else float(np.mean([r[4] for r in runs]))}
+        row = {"lambda": lam, "train_cost": mean(runs, 1), "cv_cost": mean(runs, 2),
+               "train_accuracy": mean(runs, 3), "cv_accuracy": mean(runs, 4)}
         table.append(row)
         models.append(runs[0][0])
     costs = [row["cv_cost"] for row in table]
     if not all(math.isfinite(c) for c in costs):
-        raise FloatingPointError(f"non-finite CV cost for λ = "
-                                 f"{[lam for lam, c in zip(lambdas, costs) if not math.isfinite(c)]}")
+        bad = [lam for lam, c in zip(lambdas, costs) if not math.isfinite(c)]
+        raise FloatingPointError(f"non-finite CV cost for λ = {bad}")
     best = int(np.argmin(costs))
     if X_cv is not None:
         best_model = models[best]
