@@ -273,10 +273,11 @@ def choose_lambda(X_train, y_train, X_cv=None, y_cv=None, lambdas=None, *, cv=5,
         per_fold = [[r for rs in done[f * len(chunks):(f + 1) * len(chunks)] for r in rs]
                     for f in range(len(folds))]
         results = [per_fold[f][i] for i in range(len(lambdas)) for f in range(len(folds))]
-    table, models = [], []
+
     def mean(runs, j):
         return None if runs[0][j] is None else float(np.mean([r[j] for r in runs]))
 
+    table, models = [], []
     for i, lam in enumerate(lambdas):
         runs = results[i * len(folds):(i + 1) * len(folds)]
         row = {"lambda": lam, "train_cost": mean(runs, 1), "cv_cost": mean(runs, 2),
