@@ -326,3 +326,20 @@ def test_batched_grid_falls_back_where_it_does_not_apply():
     # bad targets raise as MLP.fit raises
     with pytest.raises(ValueError, match="labels in"):
         selection.choose_lambda(X[:40], y[:40] + 3, X[40:], y[40:], lams, **base)
+
+
+def test_learning_curve_passes_optimizer_options_to_the_fit():
+    X, y = _blobs(90, "float64", seed=11)
+    opts = dict(layer_sizes=[4, 6, 3], dtype="float64", epochs=3, batch_size=16, lr=0.02,
+                optimizer="momentum")
+    plain = selection.learning_curve(X[:60], y[:60], X[60:], y[60:], sizes=[30, 60], **opts)
+    torch_style = selection.learning_curve(X[:60], y[:60], X[60:], y[60:], sizes=[30, 60],
+                                           beta=0.5, style="torch", **opts)
+    m = MLP([4, 6, 3], dtype="float64", seed=0)
+    rows = np.random.default_rng(0).permutation(60)[:30]
+    m.fit(X[rows], y[rows], epochs=3, batch_size=16, lr=0.02, optimizer="momentum", beta=0.5,
+          style="torch", tol=None, seed=0, progress=False)
+    assert torch_style.cv_cost[0] == selection.unregularized_cost(m, X[60:], y[60:])
+    assert not np.allclose(plain.cv_cost, torch_style.cv_cost)
+    with pytest.raises(TypeError, match=r"unknown options \['beta1'\].*'beta'"):
+        selection.learning_curve(X[:60], y[:60], X[60:], y[60:], beta1=0.5, **opts)

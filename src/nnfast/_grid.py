@@ -57,8 +57,8 @@ class _Grid:
     """Stacked parameters of K models and the workspaces of a batched pass."""
 
     def __init__(self, template, lambdas):
-        self.sizes, self.dtype = template.layer_sizes, template.dtype
-        self.K, sizes, K = len(lambdas), template.layer_sizes, len(lambdas)
+        sizes, K = template.layer_sizes, len(lambdas)
+        self.sizes, self.dtype, self.K = sizes, template.dtype, K
         self.hidden, self.slope, self.output = template.hidden, template.slope, template.output
         self.kind = _kinds.ACTIVATIONS[self.hidden]
         self.lambdas = np.asarray(lambdas, np.float64)
