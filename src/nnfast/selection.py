@@ -48,7 +48,9 @@ _GRID_CHUNK = 6
 #: nnfast's kernels, which release the GIL, so threads keep both cores busy without worker
 #: start-up. The default sweep of bench_selection.py (11 λ, 100 epochs, n_jobs=2), fresh
 #: process each, load 8-9 on the 2 cores (s): processes 7.90 8.55, threads 7.11 7.61; the
-#: whole sweep's CPU time on threads 3.05-3.53 s. Every chunk runs on ONE BLAS thread (set
+#: whole sweep's CPU time on threads 3.05-3.53 s. (np.matmul releases the GIL even for these
+#: small products: a pure-Python thread counts as fast beside a thread looping on the batched
+#: matmul as beside one sleeping.) Every chunk runs on ONE BLAS thread (set
 #: around the sweep; loky workers get one by themselves): the GEMMs of a batch are small (64
 #: rows by 128x64 per model) and a second BLAS thread cost far more than it gave — 11 λ, 20
 #: epochs, load ~10: 1.26 s with one thread, 75.7 s with two (spinning threads).
