@@ -62,7 +62,11 @@ def _plots(data, history, epochs, lr, seed, plot_dir, say):
     search = selection.choose_lambda(Xtr, ytr, Xte, yte, n_jobs=2, **options)
     del options["seed"]
     curve = selection.learning_curve(Xtr, ytr, Xte, yte, seeds=(seed,), n_jobs=2, **options)
-    say(f"choose_lambda: best λ = {search.best_lambda:g}; {selection.diagnose(curve)}")
+    best = search.table[[row["lambda"] for row in search.table].index(search.best_lambda)]
+    # read on classification error against a 1 % baseline, as in the README's walk-through
+    diagnosis = selection.diagnose(1 - best["train_accuracy"], 1 - best["cv_accuracy"],
+                                   baseline_error=0.01)
+    say(f"choose_lambda: best λ = {search.best_lambda:g}; on error: {diagnosis}")
     os.makedirs(plot_dir, exist_ok=True)
     figures, paths = {}, []
     for name, draw, result in (("learning_curve", plot.plot_learning_curve, curve),
