@@ -204,3 +204,15 @@ def test_info_into_a_closed_pipe_is_quiet():
     lines = r.stdout.splitlines()
     assert "Traceback" not in r.stdout and "BrokenPipe" not in r.stdout, r.stdout
     assert lines[0] in ("0", "141"), r.stdout
+
+
+def test_demo_plot_prints_the_paths(capsys, tmp_path):
+    pytest.importorskip("nnfast._demo")
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    assert main(["demo", "--epochs", "1", "--no-progress", "--no-compare", "--plot",
+                 str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for name in ("learning_curve", "validation_curve", "loss_history"):
+        path = tmp_path / f"{name}.png"
+        assert f"saved {path}" in out and path.stat().st_size > 0

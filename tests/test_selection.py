@@ -133,8 +133,8 @@ def test_learning_curve_counts_and_parallel():
     b = selection.learning_curve(X[:70], y[:70], X[70:], y[70:], sizes=[10, 35, 70], n_jobs=2,
                                  **OPTS)
     assert a.sizes.tolist() == [10, 35, 70]
-    assert np.array_equal(a.cv_costs, b.cv_costs) and np.array_equal(a.train_costs,
-                                                                      b.train_costs)
+    assert np.array_equal(a.cv_costs, b.cv_costs)
+    assert np.array_equal(a.train_costs, b.train_costs)
 
 
 @pytest.mark.parametrize("train, cv, base, verdict", [
@@ -214,3 +214,132 @@ def test_bad_inputs():
         selection.diagnose("low", 0.2)
     with pytest.raises(ValueError, match="threshold"):
         selection.diagnose(0.1, 0.2, threshold=-1)
+
+
+# ---------------------------------------------------------------- the batched λ grid --
+def _targets(output, y):
+    if output == "softmax":
+        return y
+    if output == "sigmoid":
+        return np.stack([y == 0, y == 2], axis=1).astype(float)
+    return np.stack([y * 0.5, -y], axis=1).astype(float)
+
+
+# float64: the batched and the separate fits differ only in rounding — the layer-0 GEMM has
+# K·n columns instead of n (BLAS may block it differently) and the loss kernel's 1/(K·m) is
+# scaled back by K — so after 5 epochs they agree to ~1e-15; 1e-10 leaves room for another
+# BLAS. float32: the same rounding at 6e-8 per operation, carried through every step of
+# training (measured: ≤ 1.2e-7 on the parameters here); 2e-5 is 100x that and far below any
+# real difference (the λ values differ by 10x).
+TOL = {"float64": 1e-10, "float32": 2e-5}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("output,hidden,sizes", [
+    ("softmax", "relu", [4, 8, 6, 3]),
+    ("softmax", "leaky_relu", [4, 8, 3]),
+    ("sigmoid", "tanh", [4, 7, 5, 2]),
+    ("identity", "sigmoid", [4, 6, 2]),
+    ("softmax", "identity", [4, 3]),               # no hidden layer: layer 0 is the output
+])
+def test_batched_grid_matches_separate_fits(dtype, output, hidden, sizes):
+    X, y = _blobs(100, dtype, seed=6)
+    t = _targets(output, y)
+    lams = [0.0, 0.03, 0.3, 3.0]
+    opts = dict(layer_sizes=sizes, hidden=hidden, output=output, dtype=dtype, seed=2,
+                epochs=5, batch_size=16, lr=0.01)
+    fast = selection.choose_lambda(X[:70], t[:70], X[70:], t[70:], lams, batched=True, **opts)
+    slow = selection.choose_lambda(X[:70], t[:70], X[70:], t[70:], lams, batched=False, **opts)
+    for f, s in zip(fast.table, slow.table):
+        assert f.keys() == s.keys() and f["lambda"] == s["lambda"]
+        for key in ("train_cost", "cv_cost", "train_accuracy", "cv_accuracy"):
+            if s[key] is None:
+                assert f[key] is None
+            else:
+                assert f[key] == pytest.approx(s[key], rel=TOL[dtype], abs=TOL[dtype]), key
+    assert fast.best_lambda == slow.best_lambda
+    assert fast.best_model.get_config() == slow.best_model.get_config()
+    for a, b in zip(fast.best_model.params, slow.best_model.params):
+        np.testing.assert_allclose(a, b, rtol=TOL[dtype], atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("fit", [
+    dict(optimizer="sgd", lr=0.05, decay_rate=0.5),
+    dict(optimizer="momentum", lr=0.05, beta=0.8, style="torch"),
+    dict(optimizer="rmsprop", lr=0.005, shuffle=False),
+    dict(optimizer="adam", lr=0.01, beta1=0.8, weight_decay=0.01, decoupled=True),
+])
+def test_batched_grid_every_optimizer_and_option(fit):
+    X, y = _blobs(90, "float64", seed=8)
+    opts = dict(layer_sizes=[4, 8, 3], dtype="float64", seed=1, epochs=4, batch_size=20, **fit)
+    lams = [0.01, 1.0, 8.0]
+    fast = selection.choose_lambda(X[:60], y[:60], X[60:], y[60:], lams, batched=True, **opts)
+    slow = selection.choose_lambda(X[:60], y[:60], X[60:], y[60:], lams, batched=False, **opts)
+    assert fast.cv_cost == pytest.approx(slow.cv_cost, rel=1e-10)
+    assert fast.train_cost == pytest.approx(slow.train_cost, rel=1e-10)
+    np.testing.assert_allclose(fast.best_model.flat_params, slow.best_model.flat_params,
+                               rtol=1e-10, atol=1e-12)
+    # the option reached the fit: without it the models differ
+    kept = ("layer_sizes", "dtype", "seed", "epochs", "batch_size", "optimizer", "lr")
+    plain = {k: v for k, v in opts.items() if k in kept}
+    other = selection.choose_lambda(X[:60], y[:60], X[60:], y[60:], lams, **plain)
+    assert not np.allclose(other.cv_cost, fast.cv_cost, rtol=1e-10)
+
+
+def test_batched_grid_k_fold_and_chunks():
+    X, y = _blobs(90, "float64", seed=9)
+    lams = [0.01 * 2 ** i for i in range(8)]          # two chunks of the batched grid
+    opts = dict(layer_sizes=[4, 6, 3], dtype="float64", epochs=3, batch_size=16, lr=0.02)
+    fast = selection.choose_lambda(X, y, lambdas=lams, cv=3, **opts)
+    slow = selection.choose_lambda(X, y, lambdas=lams, cv=3, batched=False, **opts)
+    assert fast.n_folds == slow.n_folds == 3
+    assert fast.cv_cost == pytest.approx(slow.cv_cost, rel=1e-10)
+    assert fast.best_lambda == slow.best_lambda
+    threads = selection.choose_lambda(X, y, lambdas=lams, cv=3, n_jobs=2, **opts)
+    assert threads.table == fast.table
+
+
+def test_batched_grid_falls_back_where_it_does_not_apply():
+    X, y = _blobs(60, "float64", seed=10)
+    lams = [0.01, 1.0]
+    base = dict(layer_sizes=[4, 6, 3], dtype="float64", epochs=3, batch_size=16, lr=0.02)
+    for extra, why in ((dict(batchnorm=True), "batch norm"), (dict(tol=1e-4), "early stopping"),
+                       (dict(optimizer=nnfast.optim.Adam(lr=0.01)), "Optimizer instance")):
+        with pytest.raises(ValueError, match=why):
+            selection.choose_lambda(X[:40], y[:40], X[40:], y[40:], lams, batched=True,
+                                    **base, **extra)
+    for extra in (dict(batchnorm=True), dict(tol=1e-4)):
+        res = selection.choose_lambda(X[:40], y[:40], X[40:], y[40:], lams, **base, **extra)
+        slow = selection.choose_lambda(X[:40], y[:40], X[40:], y[40:], lams, batched=False,
+                                       **base, **extra)
+        assert res.table == slow.table
+    # soft (one-hot) softmax targets: separate fits inside the batched tasks, same table
+    onehot = np.eye(3)[y]
+    fast = selection.choose_lambda(X[:40], onehot[:40], X[40:], onehot[40:], lams, **base)
+    slow = selection.choose_lambda(X[:40], onehot[:40], X[40:], onehot[40:], lams,
+                                   batched=False, **base)
+    assert fast.table == slow.table
+    with pytest.raises(TypeError, match="batched"):
+        selection.choose_lambda(X[:40], y[:40], X[40:], y[40:], lams, batched="yes", **base)
+    with pytest.raises(TypeError, match=r"unknown options \['beta9'\].*beta1"):
+        selection.choose_lambda(X[:40], y[:40], X[40:], y[40:], lams, beta9=0.5, **base)
+    # bad targets raise as MLP.fit raises
+    with pytest.raises(ValueError, match="labels in"):
+        selection.choose_lambda(X[:40], y[:40] + 3, X[40:], y[40:], lams, **base)
+
+
+def test_learning_curve_passes_optimizer_options_to_the_fit():
+    X, y = _blobs(90, "float64", seed=11)
+    opts = dict(layer_sizes=[4, 6, 3], dtype="float64", epochs=3, batch_size=16, lr=0.02,
+                optimizer="momentum")
+    plain = selection.learning_curve(X[:60], y[:60], X[60:], y[60:], sizes=[30, 60], **opts)
+    torch_style = selection.learning_curve(X[:60], y[:60], X[60:], y[60:], sizes=[30, 60],
+                                           beta=0.5, style="torch", **opts)
+    m = MLP([4, 6, 3], dtype="float64", seed=0)
+    rows = np.random.default_rng(0).permutation(60)[:30]
+    m.fit(X[rows], y[rows], epochs=3, batch_size=16, lr=0.02, optimizer="momentum", beta=0.5,
+          style="torch", tol=None, seed=0, progress=False)
+    assert torch_style.cv_cost[0] == selection.unregularized_cost(m, X[60:], y[60:])
+    assert not np.allclose(plain.cv_cost, torch_style.cv_cost)
+    with pytest.raises(TypeError, match=r"unknown options \['beta1'\].*'beta'"):
+        selection.learning_curve(X[:60], y[:60], X[60:], y[60:], beta1=0.5, **opts)

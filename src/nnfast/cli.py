@@ -37,6 +37,9 @@ def _parser():
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.add_argument("--no-compare", action="store_true",
                       help="skip the timing of the NumPy reference backend")
+    demo.add_argument("--plot", metavar="DIR", default=None,
+                      help="also choose λ and save the learning curve, validation curve and "
+                           "loss history as PNG files in DIR (needs matplotlib)")
 
     bench = sub.add_parser(
         "bench", help="this machine's limits, then the kernels and a training step vs NumPy",
@@ -86,7 +89,13 @@ def _demo(args):
     kwargs = {"progress": not args.no_progress, "compare": not args.no_compare}
     if args.epochs is not None:
         kwargs["epochs"] = args.epochs
-    run_demo(**kwargs)
+    if args.plot is not None:
+        kwargs["plot_dir"] = args.plot
+    try:
+        run_demo(**kwargs)
+    except ImportError as exc:          # --plot without matplotlib
+        print(f"nnfast demo: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -18,17 +18,23 @@ def _axes(ax):
     return ax.figure, ax
 
 
+def _cost_curves(ax, x, train_cost, cv_cost, xlabel, title):
+    """J_train and J_cv (unregularized) against x: the body of both curve figures."""
+    ax.plot(x, train_cost, "o-", label="J_train")
+    ax.plot(x, cv_cost, "o-", label="J_cv")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("cost (without regularization)")
+    ax.set_title(title)
+
+
 def plot_learning_curve(curve, ax=None):
     """J_train and J_cv (unregularized) against the training-set size, from ``learning_curve``."""
     if not isinstance(curve, LearningCurve):
         raise TypeError(f"curve must be a LearningCurve (nnfast.selection.learning_curve), got "
                         f"{type(curve).__name__}")
     fig, ax = _axes(ax)
-    ax.plot(curve.sizes, curve.train_cost, "o-", label="J_train")
-    ax.plot(curve.sizes, curve.cv_cost, "o-", label="J_cv")
-    ax.set_xlabel("training set size m")
-    ax.set_ylabel("cost (without regularization)")
-    ax.set_title("Learning curve")
+    _cost_curves(ax, curve.sizes, curve.train_cost, curve.cv_cost, "training set size m",
+                 "Learning curve")
     ax.legend()
     return fig
 
@@ -42,15 +48,12 @@ def plot_validation_curve(search, ax=None):
     if np.any(search.lambdas <= 0):
         raise ValueError("the log λ axis cannot show λ = 0; leave 0 out of the grid to plot it")
     fig, ax = _axes(ax)
-    ax.plot(search.lambdas, search.train_cost, "o-", label="J_train")
-    ax.plot(search.lambdas, search.cv_cost, "o-", label="J_cv")
+    _cost_curves(ax, search.lambdas, search.train_cost, search.cv_cost, "λ (l2)",
+                 "Validation curve")
     best = int(np.argmin(search.cv_cost))
     ax.plot([search.lambdas[best]], [search.cv_cost[best]], "r*", markersize=14,
             label=f"best λ = {search.best_lambda:g}")
     ax.set_xscale("log")
-    ax.set_xlabel("λ (l2)")
-    ax.set_ylabel("cost (without regularization)")
-    ax.set_title("Validation curve")
     ax.legend()
     return fig
 

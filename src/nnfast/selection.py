@@ -13,7 +13,10 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
+from . import _grid
+from . import optim as _optim
 from ._backend import network_backend, use_backend
 from ._validate import integer, real
 from .model import MLP
@@ -34,6 +37,24 @@ _FIT_OPTIONS = ("optimizer", "lr", "epochs", "batch_size", "decay_rate", "tol", 
 #: is many small GEMMs and kernel calls with Python (holding the GIL) between them, so threads
 #: mostly wait for each other. Every table is identical across the three (checked).
 _PREFER = "processes"
+
+#: Most λ values trained as one batched network (``nnfast._grid``): a longer grid is split into
+#: near-equal chunks, one joblib task each, so n_jobs=2 keeps both cores busy. The split
+#: depends on the grid alone, never on n_jobs, so the table does too. Measured (digits 1257x64
+#: float32, 64-128-64-10, Adam, batch 64, 20 epochs, one BLAS thread, load ~7-10 on 2 cores;
+#: CPU s): 11 λ in one network 0.62, 6 λ 0.35, 1 λ 0.10 (separate: 11 x ~0.1 + Python).
+_GRID_CHUNK = 6
+#: joblib backend of the batched chunks, by measurement: they spend their time in BLAS and
+#: nnfast's kernels, which release the GIL, so threads keep both cores busy without worker
+#: start-up. The default sweep of bench_selection.py (11 λ, 100 epochs, n_jobs=2), fresh
+#: process each, load 8-9 on the 2 cores (s): processes 7.90 8.55, threads 7.11 7.61; the
+#: whole sweep's CPU time on threads 3.05-3.53 s. (np.matmul releases the GIL even for these
+#: small products: a pure-Python thread counts as fast beside a thread looping on the batched
+#: matmul as beside one sleeping.) Every chunk runs on ONE BLAS thread (set
+#: around the sweep; loky workers get one by themselves): the GEMMs of a batch are small (64
+#: rows by 128x64 per model) and a second BLAS thread cost far more than it gave — 11 λ, 20
+#: epochs, load ~10: 1.26 s with one thread, 75.7 s with two (spinning threads).
+_GRID_PREFER = "threads"
 
 
 def unregularized_cost(model, X, y):
@@ -62,17 +83,30 @@ def accuracy(model, X, y):
     return float(np.mean(pred.reshape(y.shape) == y))
 
 
+def _optimizer_options(optimizer):
+    """The option names of the optimizer ``fit`` would build (none for an instance)."""
+    import inspect
+
+    if not isinstance(optimizer, str):
+        return []
+    cls = type(_optim.make(optimizer))     # an unknown name is a ValueError here
+    return [p for p in inspect.signature(cls).parameters if p != "lr"]
+
+
 def _split_options(options, caller):
-    unknown = sorted(set(options) - set(_MLP_OPTIONS) - set(_FIT_OPTIONS) - {"l2"})
+    accepted = _optimizer_options(options.get("optimizer", "adam"))
+    unknown = sorted(set(options) - set(_MLP_OPTIONS) - set(_FIT_OPTIONS) - set(accepted)
+                     - {"l2"})
     if unknown:
         raise TypeError(f"{caller}() got unknown options {unknown}; MLP options are "
-                        f"{list(_MLP_OPTIONS)}, fit options {list(_FIT_OPTIONS)}")
+                        f"{list(_MLP_OPTIONS)}, fit options {list(_FIT_OPTIONS)}, options of "
+                        f"optimizer={options.get('optimizer', 'adam')!r}: {accepted}")
     if "l2" in options and caller == "choose_lambda":
         raise TypeError("choose_lambda() sets l2 itself; pass the grid as lambdas")
     if "layer_sizes" not in options:
         raise TypeError(f"{caller}() needs layer_sizes, e.g. layer_sizes=[64, 32, 10]")
     mlp = {k: v for k, v in options.items() if k in _MLP_OPTIONS}
-    fit = {k: v for k, v in options.items() if k in _FIT_OPTIONS}
+    fit = {k: v for k, v in options.items() if k in _FIT_OPTIONS or k in accepted}
     mlp.setdefault("seed", 0)
     if mlp["seed"] is None:
         raise ValueError(f"{caller}() needs an int seed (None would not be reproducible)")
@@ -87,9 +121,23 @@ def _train_and_score(mlp, fit, l2, X_train, y_train, X_cv, y_cv):
     """One model of a sweep: (model, train cost, cv cost, train accuracy, cv accuracy)."""
     model = MLP(l2=l2, **mlp)
     model.fit(X_train, y_train, **fit)
+    return _score(model, X_train, y_train, X_cv, y_cv)
+
+
+def _score(model, X_train, y_train, X_cv, y_cv):
     return (model, unregularized_cost(model, X_train, y_train),
             unregularized_cost(model, X_cv, y_cv), accuracy(model, X_train, y_train),
             accuracy(model, X_cv, y_cv))
+
+
+def _train_grid_and_score(mlp, fit, lambdas, X_train, y_train, X_cv, y_cv):
+    """The models of several λ on one fold, trained as one batched network
+    (``nnfast._grid``); separate fits where the targets need them (soft softmax labels)."""
+    models = _grid.train(lambdas, mlp, fit, X_train, y_train)
+    if models is None:
+        return [_train_and_score(mlp, fit, lam, X_train, y_train, X_cv, y_cv)
+                for lam in lambdas]
+    return [_score(model, X_train, y_train, X_cv, y_cv) for model in models]
 
 
 def _in_backend(backend, f, args):
@@ -97,7 +145,7 @@ def _in_backend(backend, f, args):
         return f(*args)
 
 
-def _run(tasks, n_jobs):
+def _run(tasks, n_jobs, prefer=_PREFER):
     """Runs (function, args) tasks, in order, serially or through joblib. Every task runs on the
     caller's network backend: a worker process starts on "auto", and another backend's kernels
     round differently, which would make the table depend on n_jobs."""
@@ -105,7 +153,7 @@ def _run(tasks, n_jobs):
     if n_jobs is None or n_jobs == 1:
         return [_in_backend(backend, f, args) for f, args in tasks]
     from joblib import Parallel, delayed
-    return Parallel(n_jobs=n_jobs, prefer=_PREFER)(delayed(_in_backend)(backend, f, args)
+    return Parallel(n_jobs=n_jobs, prefer=prefer)(delayed(_in_backend)(backend, f, args)
                                                   for f, args in tasks)
 
 
@@ -159,7 +207,7 @@ class LambdaSearch:
 
 
 def choose_lambda(X_train, y_train, X_cv=None, y_cv=None, lambdas=None, *, cv=5, n_jobs=None,
-                  **options):
+                  batched=None, **options):
     """The seed's procedure for the regularization strength λ (the MLP's ``l2``).
 
     For each λ of ``lambdas`` (default the grid 0.01, 0.02, 0.04, … 10.24), trains
@@ -175,7 +223,16 @@ def choose_lambda(X_train, y_train, X_cv=None, y_cv=None, lambdas=None, *, cv=5,
     Without X_cv/y_cv, the k-fold form: ``cv`` folds of a permutation of X_train (drawn from
     ``seed``); each λ's costs are averaged over the folds and the best λ is refitted on all of
     X_train. ``n_jobs``: models trained in parallel through joblib (None or 1: serially; the
-    table is the same either way). Returns a ``LambdaSearch``.
+    table is the same either way).
+
+    ``batched``: the models of the grid train as one batched network (stacked weights, one
+    pass over each mini-batch for every λ, large GEMMs: ``nnfast._grid``), split into chunks
+    of at most 6 λ (one joblib task each), with the same results as separate fits to float
+    rounding. None (default): batched where it applies, separate fits otherwise — batch norm,
+    early stopping (``tol``), an Optimizer instance, soft softmax targets; True: batched or a
+    ValueError saying why not; False: one ``MLP.fit`` per λ (the oracle of the batched path).
+    Options of the named optimizer (e.g. ``beta1``, ``style``, ``weight_decay``) pass through
+    to the fit. Returns a ``LambdaSearch``.
     """
     X_train, y_train = _check_pair(X_train, y_train, "X_train", "y_train")
     n_jobs = _check_n_jobs(n_jobs)
@@ -201,22 +258,38 @@ def choose_lambda(X_train, y_train, X_cv=None, y_cv=None, lambdas=None, *, cv=5,
         for i, test in enumerate(parts):
             train = np.concatenate([p for j, p in enumerate(parts) if j != i])
             folds.append((X_train[train], y_train[train], X_train[test], y_train[test]))
-    tasks = [(_train_and_score, (mlp, fit, lam) + fold) for lam in lambdas for fold in folds]
-    results = _run(tasks, n_jobs)
+    if batched not in (None, True, False):
+        raise TypeError(f"batched must be None, True or False, got {batched!r}")
+    why_not = _grid.applies(mlp, fit)
+    if batched and why_not:
+        raise ValueError(f"batched=True does not cover {why_not}; use batched=None or False")
+    if batched is False or why_not:
+        tasks = [(_train_and_score, (mlp, fit, lam) + fold) for lam in lambdas for fold in folds]
+        results = _run(tasks, n_jobs)
+    else:
+        chunks = np.array_split(np.array(lambdas), -(-len(lambdas) // _GRID_CHUNK))
+        tasks = [(_train_grid_and_score, (mlp, fit, [float(lam) for lam in chunk]) + fold)
+                 for fold in folds for chunk in chunks]
+        with threadpool_limits(limits=1, user_api="blas"):
+            done = _run(tasks, n_jobs, _GRID_PREFER)
+        per_fold = [[r for rs in done[f * len(chunks):(f + 1) * len(chunks)] for r in rs]
+                    for f in range(len(folds))]
+        results = [per_fold[f][i] for i in range(len(lambdas)) for f in range(len(folds))]
+
+    def mean(runs, j):
+        return None if runs[0][j] is None else float(np.mean([r[j] for r in runs]))
+
     table, models = [], []
     for i, lam in enumerate(lambdas):
         runs = results[i * len(folds):(i + 1) * len(folds)]
-        row = {"lambda": lam,
-               "train_cost": float(np.mean([r[1] for r in runs])),
-               "cv_cost": float(np.mean([r[2] for r in runs])),
-               "train_accuracy": None if runs[0][3] is None else float(np.mean([r[3] for r in runs])),
-               "cv_accuracy": None if runs[0][4] is None else float(np.mean([r[4] for r in runs]))}
+        row = {"lambda": lam, "train_cost": mean(runs, 1), "cv_cost": mean(runs, 2),
+               "train_accuracy": mean(runs, 3), "cv_accuracy": mean(runs, 4)}
         table.append(row)
         models.append(runs[0][0])
     costs = [row["cv_cost"] for row in table]
     if not all(math.isfinite(c) for c in costs):
-        raise FloatingPointError(f"non-finite CV cost for λ = "
-                                 f"{[lam for lam, c in zip(lambdas, costs) if not math.isfinite(c)]}")
+        bad = [lam for lam, c in zip(lambdas, costs) if not math.isfinite(c)]
+        raise FloatingPointError(f"non-finite CV cost for λ = {bad}")
     best = int(np.argmin(costs))
     if X_cv is not None:
         best_model = models[best]
