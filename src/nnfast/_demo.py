@@ -16,22 +16,11 @@ import time
 import numpy as np
 
 from . import _backend
+from ._data import digits_split
 from .model import MLP
 
 HIDDEN = (128, 64)
 BATCH_SIZE = 64
-
-
-def _digits(seed):
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
-
-    X, y = load_digits(return_X_y=True)
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=seed, stratify=y)
-    scaler = StandardScaler().fit(Xtr)
-    return (scaler.transform(Xtr).astype(np.float32), scaler.transform(Xte).astype(np.float32),
-            ytr, yte)
 
 
 def _train(data, epochs, lr, seed, progress, validate=False):
@@ -94,7 +83,7 @@ def run_demo(epochs=30, progress=True, compare_reference=True, lr=1e-3, seed=0, 
     if compare is not None:
         compare_reference = compare
     say = out if out is not None else (lambda *_: None)
-    data = _digits(seed)
+    data = digits_split(seed)
     backend = _backend.get_backend()
     say(f"nnfast demo: digits, {len(data[0])} train / {len(data[1])} test samples, "
         f"MLP 64-{'-'.join(map(str, HIDDEN))}-10, Adam, batch {BATCH_SIZE}, {epochs} epochs, "
