@@ -13,9 +13,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from . import _grid
+from . import _blas, _grid
 from . import optim as _optim
 from ._backend import network_backend, use_backend
 from ._validate import integer, real
@@ -270,7 +269,7 @@ def choose_lambda(X_train, y_train, X_cv=None, y_cv=None, lambdas=None, *, cv=5,
         chunks = np.array_split(np.array(lambdas), -(-len(lambdas) // _GRID_CHUNK))
         tasks = [(_train_grid_and_score, (mlp, fit, [float(lam) for lam in chunk]) + fold)
                  for fold in folds for chunk in chunks]
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _blas.serial():
             done = _run(tasks, n_jobs, _GRID_PREFER)
         per_fold = [[r for rs in done[f * len(chunks):(f + 1) * len(chunks)] for r in rs]
                     for f in range(len(folds))]

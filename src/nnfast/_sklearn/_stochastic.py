@@ -6,34 +6,22 @@ epoch is one ``MLP.fit(epochs=1, shuffle=False)`` call on the epoch's rows in th
 order where ``MLP`` computes scikit-learn's loss (classifiers, one regression output, no sample
 weights); otherwise a loop of ``_passes.loss_grad`` and the optimizer's fused ``step_flat``.
 """
-import contextlib
 import math
 import warnings
 
 import numpy as np
 
+from .. import _blas
 from . import _passes
-
-#: Training whose largest per-batch GEMM (batch x fan_in x fan_out multiply-adds) is at most
-#: this runs BLAS on one thread. Measured on the shared 2-core EPYC (load 5-8, bench/
-#: bench_sklearn.py's cases in one process, 3 interleaved fits each): synthetic (200x100x64)
-#: 0.25-0.35 s with one BLAS thread against 0.29-1.16 s with two; digits (64x128x64)
-#: 0.48-0.62 s against 1.33-10.1 s — a split GEMM this small waits for a scheduler slice when
-#: the other core is busy and gains little when it is not.
-BLAS_SERIAL_MAX = 2**22
-_CONTROLLER = []
 
 
 def _blas_threads_for(model, batch_size):
-    """A context limiting BLAS to one thread for small per-batch GEMMs, else a null one."""
+    """One BLAS thread for the training passes, as ``MLP.fit`` runs them (``nnfast._blas``: a
+    GEMM split over threads waits a scheduler slice when the other core is busy; measured here on
+    bench/bench_sklearn.py's cases at load 5-8: digits 0.48-0.62 s with one BLAS thread against
+    1.33-10.1 s with two)."""
     sizes = model.layer_sizes
-    largest = max(batch_size * a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    if largest > BLAS_SERIAL_MAX:
-        return contextlib.nullcontext()
-    if not _CONTROLLER:
-        from threadpoolctl import ThreadpoolController
-        _CONTROLLER.append(ThreadpoolController())    # inspecting the libraries costs ms
-    return _CONTROLLER[0].limit(limits=1, user_api="blas")
+    return _blas.serial(max(batch_size * a * b for a, b in zip(sizes[:-1], sizes[1:])))
 
 
 def _split(est, X, y, sample_weight):
