@@ -14,16 +14,17 @@ yield each measurement as soon as it is taken, with the median and IQR of its re
 a noisy run shows as noisy.
 """
 import math
-import os
-import platform
-import time
-import timeit
 from typing import Callable, NamedTuple
 
 import numpy as np
 
 import nnfast
 from nnfast import _backend
+from nnfast._tables import (  # noqa: F401  (re-exported: cli, report, bench/)
+    KERNEL_HEADER, format_context, format_kernel_row, format_seconds, format_size,
+    STEP_NET, format_step_row, kernel_header, sig, step_header)
+from nnfast._machine import (  # noqa: F401  (re-exported: the bench/ suites use them)
+    copy_bandwidth, gemm_gflops, machine_context, summary, time_calls)
 
 DEFAULT_SIZES = (1_000, 100_000, 1_000_000)
 QUICK_SIZES = (1_000, 10_000)
@@ -237,128 +238,6 @@ def compiled_backends():
     return [b for b in nnfast.backends() if b != "reference"]
 
 
-# --- timing ---------------------------------------------------------------------------------
-
-def time_calls(fn, repeat=5, target=0.005):
-    """Seconds per call of ``fn`` in each of ``repeat`` timeit runs of about ``target`` seconds
-    (a list, so that the spread can be reported). A first, untimed call warms up JIT
-    compilation and caches."""
-    fn()
-    start = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - start, 1e-7)
-    number = max(1, int(target / once))
-    return [t / number for t in timeit.repeat(fn, repeat=repeat, number=number)]
-
-
-def summary(times):
-    """``{"median", "iqr", "min", "max"}`` of per-call seconds; ``iqr`` is the 75th minus the
-    25th percentile (0 for one repeat)."""
-    q1, median, q3 = np.percentile(times, [25, 50, 75])
-    return {"median": float(median), "iqr": float(q3 - q1), "min": float(min(times)),
-            "max": float(max(times))}
-
-
-# --- the machine's context and limits, measured in the same run -----------------------------
-
-COPY_ELEMENTS = 1 << 24   # 64 MiB of float32 per array: far beyond the caches
-GEMM_N = 1024
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith(("model name", "Model", "cpu model")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def _blas_pools():
-    from threadpoolctl import threadpool_info
-
-    return [{"user_api": p.get("user_api"), "internal_api": p.get("internal_api"),
-             "version": p.get("version"), "num_threads": p.get("num_threads"),
-             "architecture": p.get("architecture")} for p in threadpool_info()]
-
-
-def gemm_gflops(dtype, threads, repeat=5, n=GEMM_N):
-    """GFLOP/s of an n×n×n GEMM (NumPy's BLAS) with ``threads`` BLAS threads (None: as is):
-    ``summary`` of the repeats, in GFLOP/s (median of the rates)."""
-    from threadpoolctl import threadpool_limits
-
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n)).astype(dtype)
-    b = rng.standard_normal((n, n)).astype(dtype)
-    c = np.empty((n, n), dtype)
-    with threadpool_limits(limits=threads, user_api="blas"):
-        times = time_calls(lambda: np.matmul(a, b, out=c), repeat, target=0.05)
-    return _rates(2.0 * n ** 3 / 1e9, times)
-
-
-def copy_bandwidth(threads, repeat=5, elements=COPY_ELEMENTS):
-    """GB/s of copying ``elements`` float32 (bytes read + bytes written per second) split
-    over ``threads`` Python threads (``np.copyto`` releases the GIL)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    src = np.ones(elements, np.float32)
-    dst = np.zeros_like(src)
-    chunks = [slice(i * elements // threads, (i + 1) * elements // threads)
-              for i in range(threads)]
-    if threads == 1:
-        def copy():
-            np.copyto(dst, src)
-        times = time_calls(copy, repeat, target=0.05)
-    else:
-        with ThreadPoolExecutor(threads) as pool:
-            def copy():
-                list(pool.map(lambda c: np.copyto(dst[c], src[c]), chunks))
-            times = time_calls(copy, repeat, target=0.05)
-    return _rates(2.0 * src.nbytes / 1e9, times)
-
-
-def _rates(amount, times):
-    """``summary`` of ``amount / t`` over per-call ``times``."""
-    return summary([amount / t for t in times])
-
-
-def machine_context(dtype="float32", repeat=5):
-    """What this machine can do, measured now: CPU, cores, BLAS, GEMM and copy limits."""
-    from nnfast.cli import cpu_features
-
-    llvm_name, features = cpu_features()
-    dtype = np.dtype(dtype)
-    cores = _cores()
-    gemm = "SGEMM" if dtype == np.float32 else "DGEMM"
-    context = {
-        "cpu": _cpu_model(), "cpu_llvm": llvm_name, "simd": features,
-        "cores": cores, "nnfast_threads": nnfast.get_num_threads(),
-        "blas": _blas_pools(), "dtype": dtype.name, "gemm": gemm, "gemm_n": GEMM_N,
-        "gemm_gflops_1": gemm_gflops(dtype, 1, repeat),
-        "gemm_gflops_all": gemm_gflops(dtype, None, repeat),
-        "copy_gbps_1": copy_bandwidth(1, repeat),
-        "copy_gbps_all": copy_bandwidth(cores, repeat) if cores > 1 else None,
-        "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-                                           "OMP_NUM_THREADS", "NUMBA_NUM_THREADS",
-                                           "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")
-                if k in os.environ},
-    }
-    best_copy = max(c["median"] for c in (context["copy_gbps_1"], context["copy_gbps_all"])
-                    if c)
-    context["copy_gbps"] = best_copy
-    context["gemm_gflops"] = context["gemm_gflops_all"]["median"]
-    return context
-
-
 # --- kernels and the training step ----------------------------------------------------------
 
 def kernel_rows(kernels, sizes, backends, dtype="float32", repeat=5, target=0.005, context=None,
@@ -401,9 +280,6 @@ def kernel_rows(kernels, sizes, backends, dtype="float32", repeat=5, target=0.00
                     limit = context["copy_gbps"] if kind == "bytes" else context["gemm_gflops"]
                     row["of_limit"] = row["rate"] / limit
                 yield row
-
-
-STEP_NET = ([784, 512, 256, 10], 128)
 
 
 def train_step(backend, sizes, m, dtype="float32"):
@@ -462,107 +338,3 @@ def step_rows(backends, net=STEP_NET, dtype="float32", repeat=5, target=0.02):
         row["of_gemms"] = row["median"] / gemms
         row["speedup"] = ref / row["median"] if ref else None
         yield row
-
-
-# --- formatting -----------------------------------------------------------------------------
-
-def sig(x, digits=2):
-    """``x`` to ``digits`` significant figures, without exponent for 1e-3 <= |x| < 1e5:
-    0.0042, 0.42, 4.2, 42, 420, 4200."""
-    if x is None:
-        return "-"
-    if x == 0 or not math.isfinite(x):
-        return str(x)
-    x = float(f"{x:.{digits}g}")   # round first: 0.996 -> 1.0, whose magnitude is 0
-    magnitude = math.floor(math.log10(abs(x)))
-    if not -3 <= magnitude < 5:
-        return f"{x:.{digits - 1}e}"
-    decimals = max(digits - 1 - magnitude, 0)
-    return f"{x:.{decimals}f}"
-
-
-def format_seconds(t):
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if t >= scale:
-            return f"{sig(t / scale, 3)}{unit}"
-    return f"{sig(t / 1e-9, 3)}ns"
-
-
-def format_size(n):
-    exponent = int(round(math.log10(n))) if n > 0 else 0
-    return f"1e{exponent}" if 10 ** exponent == n else str(n)
-
-
-def _spread(row):
-    """IQR as a percentage of the median: how noisy this measurement was."""
-    return f"±{sig(100 * row['iqr'] / row['median'])}%" if row["median"] else "-"
-
-
-def format_context(ctx, repeat):
-    blas = "; ".join(" ".join(filter(None, (p["internal_api"], p["version"])))
-                     + f" ({p['user_api']}, {p['num_threads']} threads"
-                     + (f", arch {p['architecture']})" if p["architecture"] else ")")
-                     for p in ctx["blas"]) or "none found"
-    g1, ga = ctx["gemm_gflops_1"], ctx["gemm_gflops_all"]
-    c1, ca = ctx["copy_gbps_1"], ctx["copy_gbps_all"]
-    lines = [
-        f"machine (measured in this run; median of {repeat} repeats, ± is the IQR — "
-        "a busy machine shows as a wide spread):",
-        f"  cpu: {ctx['cpu']} (LLVM: {ctx['cpu_llvm']}); SIMD: {' '.join(ctx['simd']) or '-'}",
-        f"  cores usable: {ctx['cores']}; nnfast threads: {ctx['nnfast_threads']}",
-        f"  BLAS: {blas}",
-        f"  {ctx['gemm']} {ctx['gemm_n']}³: 1 thread {sig(g1['median'], 3)} GFLOP/s "
-        f"±{sig(100 * g1['iqr'] / g1['median'])}%, all threads {sig(ga['median'], 3)} GFLOP/s "
-        f"±{sig(100 * ga['iqr'] / ga['median'])}%",
-        f"  copy bandwidth (64 MiB, read + write): 1 thread {sig(c1['median'], 3)} GB/s "
-        f"±{sig(100 * c1['iqr'] / c1['median'])}%"
-        + (f", {ctx['cores']} threads {sig(ca['median'], 3)} GB/s "
-           f"±{sig(100 * ca['iqr'] / ca['median'])}%" if ca else ""),
-    ]
-    lines += [f"  env: {k}={v}" for k, v in ctx["env"].items()]
-    return "\n".join(lines)
-
-
-KERNEL_HEADER = (
-    "kernels: median time per call and its spread (±IQR/median); speedup = reference (NumPy)\n"
-    "  median ÷ backend median (> 1: faster than NumPy); rate = minimum bytes moved (each input\n"
-    "  read, each output written once) or GEMM flops per second; 'of limit' = rate ÷ the copy\n"
-    "  bandwidth or all-core GEMM rate above (cache-resident sizes can exceed 100%).")
-KERNEL_COLUMNS = (("kernel", 28, "<"), ("size", 5, ">"), ("backend", 10, "<"),
-                  ("median", 9, ">"), ("spread", 7, ">"), ("speedup", 8, ">"),
-                  ("rate", 14, ">"), ("of limit", 9, ">"))
-
-
-def _line(cells):
-    return " ".join(f"{c:{align}{width}}" for c, (_, width, align)
-                    in zip(cells, KERNEL_COLUMNS)).rstrip()
-
-
-def kernel_header():
-    return KERNEL_HEADER + "\n" + _line([c[0] for c in KERNEL_COLUMNS])
-
-
-def format_kernel_row(row):
-    first = row["backend"] == "reference"
-    name = row["kernel"] if first else ""
-    size = format_size(row["size"]) if first else ""
-    if "skipped" in row:
-        return _line([name, size, row["backend"], "-", "", "", "", ""]) + \
-            f"  ({row['skipped']})"
-    of_limit = row.get("of_limit")
-    return _line([name, size, row["backend"], format_seconds(row["median"]), _spread(row),
-                  sig(row["speedup"]), f"{sig(row['rate'])} {row['unit']}",
-                  f"{sig(100 * of_limit)}%" if of_limit is not None else ""])
-
-
-def step_header(net=STEP_NET, dtype="float32"):
-    sizes, m = net
-    return ("training step (MLP " + "-".join(map(str, sizes)) + f", batch {m}, ReLU, softmax, "
-            f"Adam, {dtype}): median ±IQR; × GEMMs = time ÷ its GEMMs alone; speedup vs "
-            "reference\n" + f"{'implementation':<16}{'median':>9}{'spread':>8}{'× GEMMs':>9}"
-            f"{'speedup':>9}")
-
-
-def format_step_row(row):
-    return (f"{row['backend']:<16}{format_seconds(row['median']):>9}{_spread(row):>8}"
-            f"{sig(row['of_gemms'], 3):>9}{sig(row['speedup']):>9}")
