@@ -177,8 +177,6 @@ def test_python_dash_m(tmp_path):
 
 
 def test_demo_end_to_end(capsys):
-    pytest.importorskip("nnfast._demo")
-    pytest.importorskip("sklearn")
     assert main(["demo", "--epochs", "1", "--no-progress", "--no-compare"]) == 0
     out = capsys.readouterr().out
     assert "digits" in out and "accuracy" in out
@@ -207,9 +205,6 @@ def test_info_into_a_closed_pipe_is_quiet():
 
 
 def test_demo_plot_prints_the_paths(capsys, tmp_path):
-    pytest.importorskip("nnfast._demo")
-    pytest.importorskip("sklearn")
-    pytest.importorskip("matplotlib")
     assert main(["demo", "--epochs", "1", "--no-progress", "--no-compare", "--plot",
                  str(tmp_path)]) == 0
     out = capsys.readouterr().out
