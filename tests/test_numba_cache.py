@@ -32,9 +32,9 @@ print(repr(loss), repr(float(d.sum())))
 """
 
 #: What a user does with a model: one training step, loss, gradients, fit, a gradient check,
-#: save and load, for each output layer. The threaded gradient check is compared by its verdict
-#: only: its last digits vary from call to call within one process (an open issue), the
-#: one-thread check's do not.
+#: save and load, a λ sweep (the grid kernel), for each output layer. The threaded gradient
+#: check is compared by its verdict only: its last digits vary from call to call within one
+#: process (an open issue), the one-thread check's do not.
 TRAIN = """
 import numpy as np, nnfast
 nnfast.set_backend("{backend}")
@@ -55,6 +55,10 @@ for output in {outputs}:
           model.check_gradients(X[:4], y[:4], n_jobs=2).diff < 1e-7)
     model.save("{path}")
     print(output, "load", repr(nnfast.MLP.load("{path}").loss(X, y)))
+    search = nnfast.selection.choose_lambda(X[:24], y[:24], X[24:], y[24:], [0.0, 0.1],
+                                            layer_sizes=[6, 8, 3], output=output,
+                                            dtype="{dtype}", epochs=2, batch_size=8, seed=0)
+    print(output, "choose_lambda", [repr(row["cv_cost"]) for row in search.table])
 """
 
 
@@ -183,7 +187,7 @@ def test_no_cached_kernel_links_a_parallel_one(tmp_path):
     from numba.core.registry import CPUDispatcher
     exec(open({train!r}).read())
     bad, seen = [], 0
-    for name in nnfast._backend.KERNEL_MODULES + ("step", "_blocks"):
+    for name in nnfast._backend.KERNEL_MODULES + ("step", "grid", "_blocks"):
         module = importlib.import_module("nnfast._numba." + name)
         for attr, fn in vars(module).items():
             if not isinstance(fn, CPUDispatcher) or fn.targetoptions.get("parallel"):
@@ -212,7 +216,7 @@ def test_every_cached_kernel_has_the_damage_guards():
     from numba.core.registry import CPUDispatcher
 
     guarded = 0
-    for name in ("_fastmath", "_blocks") + _backend.KERNEL_MODULES + ("step",):
+    for name in ("_fastmath", "_blocks") + _backend.KERNEL_MODULES + ("step", "grid"):
         module = importlib.import_module(f"nnfast._numba.{name}")
         for attr, fn in vars(module).items():
             if isinstance(fn, CPUDispatcher) and fn.__module__ == module.__name__:

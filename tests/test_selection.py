@@ -1,9 +1,12 @@
 """nnfast.selection: choose_lambda, learning_curve, diagnose."""
+import importlib
+
 import numpy as np
 import pytest
+from conftest import require_backend
 
 import nnfast
-from nnfast import MLP, selection
+from nnfast import MLP, _grid, selection
 
 
 def _blobs(n, dtype, seed=0):
@@ -343,3 +346,70 @@ def test_learning_curve_passes_optimizer_options_to_the_fit():
     assert not np.allclose(plain.cv_cost, torch_style.cv_cost)
     with pytest.raises(TypeError, match=r"unknown options \['beta1'\].*'beta'"):
         selection.learning_curve(X[:60], y[:60], X[60:], y[60:], beta1=0.5, **opts)
+
+
+@pytest.mark.parametrize("backend", ["reference", "numba", "cython"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("output,hidden,sizes", [
+    ("softmax", "relu", [4, 8, 6, 3]),
+    ("softmax", "tanh", [4, 5, 3]),
+    ("sigmoid", "leaky_relu", [4, 7, 5, 2]),
+    ("identity", "sigmoid", [4, 6, 2]),
+    ("identity", "identity", [4, 2]),              # no hidden layer: layer 0 is the output
+])
+def test_grid_kernel_of_each_backend_matches_its_separate_fits(backend, dtype, output, hidden,
+                                                               sizes):
+    """``nnfast._grid.train`` on each backend (Cython's and Numba's grid kernels; the reference
+    runs the NumPy-batched network) against ``MLP.fit`` per λ on the same backend. 70 rows in
+    batches of 16: the last batch has 6 rows (a second workspace)."""
+    require_backend(backend)
+    X, y = _blobs(70, dtype, seed=11)
+    t = _targets(output, y)
+    lams = [0.0, 0.05, 2.0]
+    mlp = dict(layer_sizes=sizes, hidden=hidden, output=output, dtype=dtype, seed=3)
+    fit = dict(epochs=3, batch_size=16, lr=0.01, seed=3, progress=False)
+    with nnfast.use_backend(backend):
+        assert (_grid._compiled_kernel(output) is None) == (backend == "reference")
+        models = _grid.train(lams, mlp, fit, X, t)
+        for lam, model in zip(lams, models):
+            alone = MLP(l2=lam, **mlp)
+            alone.fit(X, t, **fit)
+            assert model.l2 == lam
+            np.testing.assert_allclose(model.flat_params, alone.flat_params, rtol=TOL[dtype],
+                                       atol=TOL[dtype], err_msg=f"λ = {lam}")
+    # λ matters: the models differ from each other
+    assert not np.allclose(models[0].flat_params, models[2].flat_params, rtol=1e-3)
+
+
+@pytest.mark.parametrize("backend", ["numba", "cython"])
+def test_grid_kernel_refuses_mismatched_buffers(backend):
+    """The compiled grid kernels run on buffers ``_grid._Compiled`` builds (internal, like the
+    step kernels); the Cython one also checks them: one dtype, and a buffer too short for K
+    models or the layer sizes is a ValueError, never a write past its end."""
+    require_backend(backend)
+    grid = importlib.import_module(f"nnfast._{backend}.grid")
+    K, m, sizes = 2, 5, np.array([3, 4, 2], np.int64)
+    n_w, n_b = 3 * 4 + 4 * 2, 4 + 2
+    X = np.ones((m, 3))
+    y = np.zeros(m, np.int64)
+    bufs = [np.zeros((K, n)) for n in (n_w, n_b, n_w, n_b, m * n_b, m * n_b, m * n_b)]
+    lams = np.array([0.1, 1.0])
+    args = (X, y, sizes, *bufs, nnfast._kinds.RELU, 0.01, lams)
+    assert np.isfinite(grid.softmax_grid(*args))
+    if backend == "cython":
+        with pytest.raises(ValueError, match="dtype mismatch"):       # one dtype throughout
+            grid.softmax_grid(X.astype(np.float32), *args[1:])
+        for i, name in enumerate(("weights", "biases", "dweights", "dbiases", "zbuf", "abuf",
+                                  "dbuf")):
+            short = list(bufs)
+            short[i] = np.zeros((K, bufs[i].shape[1] - 1))
+            with pytest.raises(ValueError, match=name):
+                grid.softmax_grid(X, y, sizes, *short, nnfast._kinds.RELU, 0.01, lams)
+        with pytest.raises(ValueError, match="sizes"):
+            grid.softmax_grid(X, y, np.array([2, 4, 2], np.int64), *bufs, nnfast._kinds.RELU,
+                              0.01, lams)
+        with pytest.raises(ValueError, match="rows"):
+            grid.softmax_grid(X, y[:3], sizes, *bufs, nnfast._kinds.RELU, 0.01, lams)
+        with pytest.raises(ValueError, match="y must be"):
+            grid.identity_grid(X, np.zeros((m, 3)), sizes, *bufs, nnfast._kinds.RELU, 0.01,
+                               lams)

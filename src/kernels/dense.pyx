@@ -1,33 +1,17 @@
 """Dense layers: forward pass and δ backpropagation (Cython backend of nnfast._reference.dense).
 
-Design: the GEMMs go through scipy's BLAS (scipy.linalg.cython_blas sgemm/dgemm: no link step,
-the same OpenBLAS that scipy ships). BLAS is column-major and our arrays are row-major: a
-row-major (r, c) array is the column-major (c, r) array of its transpose, so the row-major
-product C = A·B is computed as the column-major product Cᵀ = Bᵀ·Aᵀ, i.e. gemm on (B, A) with
-the dimensions swapped — no copies. The batch is processed in blocks of rows (about EPILOGUE
+Design: the GEMMs go through scipy's BLAS (``blas.pxd``: row-major products as column-major gemm
+on swapped operands, no copies). The batch is processed in blocks of rows (about EPILOGUE
 elements of output each); right after a block's GEMM, while the block is still in cache, the
 epilogue runs on it: + b and g(·) in the forward pass, ·g'(·) after δWᵀ in the backward pass.
 BLAS runs its own threads inside each GEMM; the epilogues are serial per block.
 """
 from cython cimport floating
-from scipy.linalg.cython_blas cimport dgemm, sgemm
-
+from blas cimport gemm
 from kernel_common cimport IDENTITY, SOFTMAX, grad_mul_block, softmax_rows, unary_block
 
 cdef enum:
     EPILOGUE = 131072    # output elements per row block (512 KiB f32: L2; 32768 was 0.6-0.8x NumPy)
-
-
-cdef inline void gemm(char transa, char transb, int M, int N, int K, const floating* A, int lda,
-                      const floating* B, int ldb, floating* C, int ldc) noexcept nogil:
-    """Column-major C (M×N) = op(A)·op(B), beta = 0."""
-    cdef floating one = 1, zero = 0
-    if floating is float:
-        sgemm(&transa, &transb, &M, &N, &K, &one, <float*>A, &lda, <float*>B, &ldb, &zero, C,
-              &ldc)
-    else:
-        dgemm(&transa, &transb, &M, &N, &K, &one, <double*>A, &lda, <double*>B, &ldb, &zero, C,
-              &ldc)
 
 
 cdef inline Py_ssize_t block_rows(Py_ssize_t m, Py_ssize_t width) noexcept nogil:

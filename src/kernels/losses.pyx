@@ -12,9 +12,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdlib cimport free, malloc
 
-from kernel_common cimport (BLOCK, PARALLEL_MIN, fexp, flog, flog1p, n_blocks,
-                            nn_exp_shift_loop_f32, nn_exp_shift_loop_f64)
-
+from kernel_common cimport BLOCK, PARALLEL_MIN, fexp, flog, n_blocks
+from loss_terms cimport BCE, MSE, SUMSQ, loss_block, softmax_xent_rows
 
 
 cdef inline Py_ssize_t rows_per_block(Py_ssize_t m, Py_ssize_t k) noexcept nogil:
@@ -22,34 +21,6 @@ cdef inline Py_ssize_t rows_per_block(Py_ssize_t m, Py_ssize_t k) noexcept nogil
     if m * k < PARALLEL_MIN:
         return m if m > 0 else 1
     return max(1, BLOCK // max(k, 1))
-
-
-cdef double softmax_xent_rows(const floating* x, const long long* labels, floating* d,
-                              Py_ssize_t rows, Py_ssize_t k, floating inv_m) noexcept nogil:
-    """Rows of softmax cross-entropy: writes δ = (softmax - onehot)/m, returns Σ row losses."""
-    cdef Py_ssize_t r, j, y
-    cdef floating mx, s, xy
-    cdef double loss = 0
-    for r in range(rows):
-        y = labels[r]
-        xy = x[y]                       # read before d (maybe x itself) is written
-        mx = x[0]
-        for j in range(1, k):
-            mx = x[j] if x[j] > mx else mx
-        if floating is float:
-            nn_exp_shift_loop_f32(x, mx, d, k)
-        else:
-            nn_exp_shift_loop_f64(x, mx, d, k)
-        s = 0
-        for j in range(k):
-            s = s + d[j]
-        loss += flog(s) - (xy - mx)
-        for j in range(k):
-            d[j] = d[j] / s * inv_m
-        d[y] = d[y] - inv_m
-        x += k
-        d += k
-    return loss
 
 
 def softmax_cross_entropy(const floating[:, ::1] logits,    # IN
@@ -138,40 +109,7 @@ def softmax_cross_entropy_probs(const floating[:, ::1] logits,    # IN
     return total / m
 
 
-# ---- elementwise losses: a block function each, one shared driver ------------------------------
-
-cdef enum:
-    BCE = 0
-    MSE = 1
-    SUMSQ = 2
-
-
-cdef double loss_block(int op, const floating* x, const floating* t, floating* d, floating c,
-                       Py_ssize_t n) noexcept nogil:
-    """Σ loss terms over n elements, writing the gradient into d (c = 1/m, or the L2 scale)."""
-    cdef Py_ssize_t i
-    cdef floating z, e, s, diff
-    cdef double acc = 0
-    if op == BCE:
-        for i in range(n):
-            z = x[i]
-            e = fexp(-z if z >= 0 else z)          # e^{-|z|}
-            # -[y log σ(z) + (1-y) log(1-σ(z))] = max(z, 0) - z y + log(1 + e^{-|z|})
-            acc += (z if z > 0 else 0) - z * t[i] + flog1p(e)
-            s = e / (1 + e)                          # σ(-|z|)
-            # σ(z) - y without cancelling 1 - σ(|z|) (the reference loses ~1 ulp of 1 there)
-            d[i] = ((1 - t[i]) - s if z >= 0 else s - t[i]) * c
-    elif op == MSE:
-        for i in range(n):
-            diff = x[i] - t[i]
-            acc += diff * diff
-            d[i] = diff * c
-    else:
-        for i in range(n):
-            acc += <double>x[i] * <double>x[i]
-            d[i] = x[i] * c
-    return acc
-
+# ---- elementwise losses: loss_terms.pxd's block function, one shared driver ----------------------
 
 cdef double run_loss(int op, const floating* x, const floating* t, floating* d, floating c,
                      Py_ssize_t n, int n_threads) except? -1:

@@ -1,0 +1,159 @@
+"""A λ grid's mini-batch step in one call (Cython backend of ``nnfast._numba.grid``: the same
+functions and arguments; its docstring describes the model-major buffers).
+
+For every model k — its weights, biases, gradients and workspace are row k of the (K, ·)
+buffers, in ``MLP``'s layout — one pass without the GIL: forward (GEMM, + b, g), the loss with
+its output delta (``loss_terms.pxd``, as ``losses.pyx``), backpropagation (dW = a_prevᵀ δ,
+db = Σ δ, δ_prev = δ Wᵀ .* g'), and the L2 term λ_k/m · W with λ_k/(2m) Σ W² (Σ in double).
+The GEMMs are ``blas.pxd``'s, on one BLAS call each per layer and model; the epilogues are the
+shared blocks of ``kernel_common.pxd``. Compiled ahead of time: a sweep's first step costs no
+compilation (the Numba kernel's first call in a process loads ~0.3 s of cached code).
+"""
+from cython cimport floating
+
+from blas cimport gemm
+from kernel_common cimport IDENTITY, SIGMOID, TANH, grad_mul_block, unary_block
+from loss_terms cimport BCE, MSE, loss_block, softmax_xent_rows
+
+cdef enum:
+    SOFTMAX_OUT = 0
+    SIGMOID_OUT = 1
+    IDENTITY_OUT = 2
+
+
+cdef double model_step(int output, const floating* X, const long long* labels,
+                       const floating* t, const long long* sizes, Py_ssize_t L, Py_ssize_t m,
+                       floating* W, floating* b, floating* dW, floating* db, floating* z,
+                       floating* a, floating* d, int kind, floating slope,
+                       double lam) noexcept nogil:
+    """One model's forward, loss, backward and L2 term on the m rows of X; returns J."""
+    cdef Py_ssize_t i, r, j, fi, fo, wo = 0, bo = 0, zo = 0, n_w
+    cdef const floating* a_prev = X
+    cdef floating* zi
+    cdef floating* ai
+    cdef floating* di
+    cdef floating inv_m = <floating>(1.0 / m), s
+    cdef double loss, acc
+    for i in range(L):                                   # forward
+        fi, fo = sizes[i], sizes[i + 1]
+        zi, ai = z + zo, a + zo
+        gemm(c'N', c'N', <int>fo, <int>m, <int>fi, W + wo, <int>fo, a_prev, <int>fi, zi, <int>fo)
+        for r in range(m):
+            for j in range(fo):
+                zi[r * fo + j] = zi[r * fo + j] + b[bo + j]
+        if i < L - 1 and (kind != IDENTITY or ai != zi):
+            unary_block(kind, slope, zi, ai, m * fo)
+        a_prev = ai
+        wo, bo, zo = wo + fi * fo, bo + fo, zo + m * fo
+    n_w = wo
+    zi, di = z + zo - m * fo, d + zo - m * fo            # the logits and their delta
+    if output == SOFTMAX_OUT:
+        loss = softmax_xent_rows(zi, labels, di, m, fo, inv_m) / m
+    elif output == SIGMOID_OUT:
+        loss = loss_block(BCE, zi, t, di, inv_m, m * fo) / m
+    else:
+        loss = loss_block(MSE, zi, t, di, inv_m, m * fo) / (2 * m)
+    for i in range(L - 1, -1, -1):                       # backward
+        fi, fo = sizes[i], sizes[i + 1]
+        wo, bo, zo = wo - fi * fo, bo - fo, zo - m * fo
+        di = d + zo
+        a_prev = X if i == 0 else a + zo - m * fi
+        # dW (fi, fo) = a_prevᵀ δ  <=>  column-major dWᵀ (fo×fi) = δᵀ (fo×m) · a_prev (m×fi)
+        gemm(c'N', c'T', <int>fo, <int>fi, <int>m, di, <int>fo, a_prev, <int>fi, dW + wo,
+             <int>fo)
+        for j in range(fo):
+            db[bo + j] = 0
+        for r in range(m):
+            for j in range(fo):
+                db[bo + j] = db[bo + j] + di[r * fo + j]
+        if i > 0:
+            # δ_prev (m, fi) = δ Wᵀ  <=>  column-major δ_prevᵀ (fi×m) = W (fi×fo)ᵀᵀ · δᵀ
+            gemm(c'T', c'N', <int>fi, <int>m, <int>fo, W + wo, <int>fo, di, <int>fo,
+                 d + zo - m * fi, <int>fi)
+            grad_mul_block(kind, slope, (a if kind == SIGMOID or kind == TANH else z) + zo - m * fi,
+                           d + zo - m * fi, m * fi)
+    if lam != 0:                                         # L2: dW += λ/m · W, J += λ/(2m) Σ W²
+        s = <floating>(lam / m)
+        acc = 0
+        for j in range(n_w):
+            acc += <double>W[j] * <double>W[j]
+            dW[j] = dW[j] + s * W[j]
+        loss += lam / (2.0 * m) * acc
+    return loss
+
+
+cdef int check(str name, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t K,
+               Py_ssize_t width) except -1:
+    if rows != K or cols != width:
+        raise ValueError(f"{name} must be ({K}, {width}), got ({rows}, {cols})")
+    return 0
+
+
+cdef double run(int output, const floating[:, ::1] X, const long long* labels,
+                const floating* t, const long long[::1] sizes, floating[:, ::1] weights,
+                floating[:, ::1] biases, floating[:, ::1] dweights, floating[:, ::1] dbiases,
+                floating[:, ::1] zbuf, floating[:, ::1] abuf, floating[:, ::1] dbuf, int kind,
+                double slope, const double[::1] lambdas) except? -1:
+    cdef Py_ssize_t K = lambdas.shape[0], L = sizes.shape[0] - 1, m = X.shape[0], k, i
+    cdef Py_ssize_t n_w = 0, n_b = 0, n_z = 0
+    cdef double total = 0
+    if L < 1 or sizes[0] != X.shape[1]:
+        raise ValueError(f"sizes must start with X's {X.shape[1]} columns, got {list(sizes)}")
+    for i in range(L):
+        if sizes[i] < 1 or sizes[i + 1] < 1:
+            raise ValueError(f"sizes must be positive, got {list(sizes)}")
+        n_w += sizes[i] * sizes[i + 1]
+        n_b += sizes[i + 1]
+    n_z = m * n_b
+    check("weights", weights.shape[0], weights.shape[1], K, n_w)
+    check("dweights", dweights.shape[0], dweights.shape[1], K, n_w)
+    check("biases", biases.shape[0], biases.shape[1], K, n_b)
+    check("dbiases", dbiases.shape[0], dbiases.shape[1], K, n_b)
+    check("zbuf", zbuf.shape[0], zbuf.shape[1], K, n_z)
+    check("abuf", abuf.shape[0], abuf.shape[1], K, n_z)
+    check("dbuf", dbuf.shape[0], dbuf.shape[1], K, n_z)
+    if m == 0 or K == 0:
+        return 0.0
+    with nogil:
+        for k in range(K):
+            total += model_step(output, &X[0, 0], labels, t, &sizes[0], L, m, &weights[k, 0],
+                                &biases[k, 0], &dweights[k, 0], &dbiases[k, 0], &zbuf[k, 0],
+                                &abuf[k, 0], &dbuf[k, 0], kind, <floating>slope, lambdas[k])
+    return total
+
+
+def softmax_grid(const floating[:, ::1] X, const long long[::1] y, const long long[::1] sizes,
+                 floating[:, ::1] weights, floating[:, ::1] biases, floating[:, ::1] dweights,
+                 floating[:, ::1] dbiases, floating[:, ::1] zbuf, floating[:, ::1] abuf,
+                 floating[:, ::1] dbuf, int kind, double slope, const double[::1] lambdas):
+    """Every model's step on int64 labels ``y`` (in [0, sizes[-1])); returns Σ_k J_k."""
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"y has {y.shape[0]} rows, X {X.shape[0]}")
+    return run(SOFTMAX_OUT, X, &y[0] if y.shape[0] else NULL, <floating*>NULL, sizes, weights,
+               biases, dweights, dbiases, zbuf, abuf, dbuf, kind, slope, lambdas)
+
+
+def _targets(const floating[:, ::1] X, const floating[:, ::1] y, const long long[::1] sizes):
+    if y.shape[0] != X.shape[0] or y.shape[1] != sizes[sizes.shape[0] - 1]:
+        raise ValueError(f"y must be ({X.shape[0]}, {sizes[sizes.shape[0] - 1]}), got "
+                         f"{tuple(y.shape)[:2]}")
+
+
+def sigmoid_grid(const floating[:, ::1] X, const floating[:, ::1] y, const long long[::1] sizes,
+                 floating[:, ::1] weights, floating[:, ::1] biases, floating[:, ::1] dweights,
+                 floating[:, ::1] dbiases, floating[:, ::1] zbuf, floating[:, ::1] abuf,
+                 floating[:, ::1] dbuf, int kind, double slope, const double[::1] lambdas):
+    """Every model's step on float targets ``y`` (m, outputs), binary cross-entropy."""
+    _targets(X, y, sizes)
+    return run(SIGMOID_OUT, X, <long long*>NULL, &y[0, 0] if y.shape[0] else NULL, sizes,
+               weights, biases, dweights, dbiases, zbuf, abuf, dbuf, kind, slope, lambdas)
+
+
+def identity_grid(const floating[:, ::1] X, const floating[:, ::1] y, const long long[::1] sizes,
+                  floating[:, ::1] weights, floating[:, ::1] biases, floating[:, ::1] dweights,
+                  floating[:, ::1] dbiases, floating[:, ::1] zbuf, floating[:, ::1] abuf,
+                  floating[:, ::1] dbuf, int kind, double slope, const double[::1] lambdas):
+    """Every model's step on float targets ``y`` (m, outputs), the seed's squared error."""
+    _targets(X, y, sizes)
+    return run(IDENTITY_OUT, X, <long long*>NULL, &y[0, 0] if y.shape[0] else NULL, sizes,
+               weights, biases, dweights, dbiases, zbuf, abuf, dbuf, kind, slope, lambdas)
