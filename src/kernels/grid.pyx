@@ -21,6 +21,26 @@ cdef enum:
     IDENTITY_OUT = 2
 
 
+cdef inline double sum_squares(const floating* w, Py_ssize_t n) noexcept nogil:
+    """Σ w² in double over eight interleaved partial sums: one running sum is a chain of
+    dependent adds that strict IEEE order keeps serial (measured: 15 µs of an 82 µs model step
+    on 17k weights); eight independent ones pipeline. Only the reported J depends on the order;
+    dW does not."""
+    cdef double acc[8]
+    cdef Py_ssize_t i, j
+    cdef double total = 0
+    for j in range(8):
+        acc[j] = 0
+    for i in range(0, n - n % 8, 8):
+        for j in range(8):
+            acc[j] += <double>w[i + j] * <double>w[i + j]
+    for i in range(n - n % 8, n):
+        total += <double>w[i] * <double>w[i]
+    for j in range(8):
+        total += acc[j]
+    return total
+
+
 cdef double model_step(int output, const floating* X, const long long* labels,
                        const floating* t, const long long* sizes, Py_ssize_t L, Py_ssize_t m,
                        floating* W, floating* b, floating* dW, floating* db, floating* z,
@@ -33,7 +53,7 @@ cdef double model_step(int output, const floating* X, const long long* labels,
     cdef floating* ai
     cdef floating* di
     cdef floating inv_m = <floating>(1.0 / m), s
-    cdef double loss, acc
+    cdef double loss
     for i in range(L):                                   # forward
         fi, fo = sizes[i], sizes[i + 1]
         zi, ai = z + zo, a + zo
@@ -74,11 +94,9 @@ cdef double model_step(int output, const floating* X, const long long* labels,
                            d + zo - m * fi, m * fi)
     if lam != 0:                                         # L2: dW += λ/m · W, J += λ/(2m) Σ W²
         s = <floating>(lam / m)
-        acc = 0
         for j in range(n_w):
-            acc += <double>W[j] * <double>W[j]
             dW[j] = dW[j] + s * W[j]
-        loss += lam / (2.0 * m) * acc
+        loss += lam / (2.0 * m) * sum_squares(W, n_w)
     return loss
 
 
