@@ -45,7 +45,8 @@ _PREFER = "processes"
 _GRID_CHUNK = 6
 #: joblib backend of the batched chunks, by measurement: they spend their time in BLAS and
 #: nnfast's kernels, which release the GIL, so threads keep both cores busy without worker
-#: start-up. The default sweep of bench_selection.py (11 λ, 100 epochs, n_jobs=2), fresh
+#: start-up (the grid kernels of the compiled backends run a whole mini-batch of every λ in one
+#: GIL-free call; the figures below are of the NumPy-batched form, before them). The default sweep of bench_selection.py (11 λ, 100 epochs, n_jobs=2), fresh
 #: process each, load 8-9 on the 2 cores (s): processes 7.90 8.55, threads 7.11 7.61; the
 #: whole sweep's CPU time on threads 3.05-3.53 s. (np.matmul releases the GIL even for these
 #: small products: a pure-Python thread counts as fast beside a thread looping on the batched

@@ -1,7 +1,33 @@
-"""The whole-network step of the Cython backend: the network pass kernel by kernel
-(``nnfast._network.passes.LayerByLayer``) over this backend's compiled kernels, whose GEMMs
-and fused epilogues do the work (the contract: ``nnfast._reference.step``)."""
-from .._network.passes import LayerByLayer
-from . import activations, batchnorm, dense, losses
+"""The whole-network step of the Cython backend (the contract: ``nnfast._reference.step``).
 
-network = LayerByLayer(activations, batchnorm, dense, losses)
+An objective with gradients, for a network without batch norm (integer labels for softmax), is
+one call of the grid kernel (``src/kernels/grid.pyx``) with the network as its only model:
+forward, loss, backward and the L2 term without Python or the GIL between the layers. Measured
+(64-128-64-10, batch 64, float32, Adam, one BLAS thread, quiet 2-core Zen 4, portable build):
+``MLP.train_step`` 127 µs layer by layer against 87 µs as one call (64-64-10: 55 against 29).
+Everything else — batch norm, soft softmax targets, the loss without gradients, inference — is
+the network pass kernel by kernel (``nnfast._network.passes.LayerByLayer``) over this backend's
+compiled kernels, whose GEMMs and fused epilogues do the work.
+"""
+import numpy as np
+
+from .._network.passes import LayerByLayer
+from . import activations, batchnorm, dense, grid, losses
+
+_KERNELS = {"softmax": grid.softmax_grid, "sigmoid": grid.sigmoid_grid,
+            "identity": grid.identity_grid}
+
+
+class _Network(LayerByLayer):
+    def objective(self, net, ws, X, y, training, update_stats, with_grads):
+        arrays = net._layout.grid_arrays
+        if (not with_grads or arrays is None or not X.flags.c_contiguous
+                or (net.output == "softmax" and y.dtype != np.int64)):
+            return super().objective(net, ws, X, y, training, update_stats, with_grads)
+        sizes, weights, biases, dweights, dbiases = arrays
+        zbuf, abuf, dbuf = ws.flat_arrays
+        return _KERNELS[net.output](X, y, sizes, weights, biases, dweights, dbiases, zbuf, abuf,
+                                    dbuf, net._kind, net.slope, np.array([net.l2]))
+
+
+network = _Network(activations, batchnorm, dense, losses)

@@ -41,7 +41,8 @@ class Layout:
     ``params``/``grads``/``param_names``/``offsets`` (one entry per parameter array), the weight
     slabs ``weights``/``weight_grads`` (the first ``n_weights`` elements) and, without batch
     norm, ``step_arrays``: ``(Ws, bs, dWs, dbs, weights, weight_grads)``, the homogeneous tuples
-    a whole-network step kernel takes."""
+    a whole-network step kernel takes, and ``grid_arrays`` (sizes and (1, ·) rows) for a grid
+    kernel."""
 
     def __init__(self, sizes, batchnorm, dtype):
         n_layers = len(sizes) - 1
@@ -86,6 +87,13 @@ class Layout:
             tuple(layer.W for layer in self.layers), tuple(layer.b for layer in self.layers),
             tuple(layer.dW for layer in self.layers), tuple(layer.db for layer in self.layers),
             self.weights, self.weight_grads)
+        # the network as the one model of a grid kernel (src/kernels/grid.pyx): sizes and the
+        # (1, ·) rows of weights, biases and their gradients
+        nw = self.n_weights
+        self.grid_arrays = None if batchnorm else (
+            np.asarray(sizes, np.int64), self.flat_params[:nw].reshape(1, -1),
+            self.flat_params[nw:].reshape(1, -1), self.flat_grads[:nw].reshape(1, -1),
+            self.flat_grads[nw:].reshape(1, -1))
 
     def initialize(self, rng, init, scale):
         """Weights drawn by ``init`` ("he": N(0, 2/fan_in), "xavier": uniform

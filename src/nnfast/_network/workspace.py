@@ -11,7 +11,8 @@ MAX_WORKSPACES = 4
 class Workspace:
     """Per layer: ``z`` (pre-activations), ``a`` (activations), ``delta`` (dJ/dz) and for batch
     norm ``zbn`` (normalized z), ``xhat``, ``mean``, ``invstd``, ``tmp``; ``step_arrays`` the
-    tuples ``(zs, acts, deltas)`` a whole-network step kernel takes.
+    tuples ``(zs, acts, deltas)`` a whole-network step kernel takes, ``flat_arrays`` the same
+    as the (1, ·) buffers ``zbuf, abuf, dbuf`` of a grid kernel (``nnfast._numba.grid``).
 
     ``relu_like``: the hidden activation's derivative is taken from z (ReLU, leaky ReLU), so a
     layer keeps z and a apart; sigmoid'/tanh' come from a, which may then overwrite z."""
@@ -30,9 +31,16 @@ class Workspace:
         self.z, self.zbn, self.a, self.delta = [], [], [], []
         self.xhat, self.mean, self.invstd, self.tmp = [], [], [], []
         last = len(layout.layers) - 1
+        # z, δ and (relu-like) hidden a of every layer are views, one after the other, of one
+        # (1, m·Σ fan_out) buffer each: the layout of the grid kernels' workspace (flat_arrays).
+        width = m * sum(layer.W.shape[1] for layer in layout.layers)
+        zflat, dflat = np.empty((1, width), dt), np.empty((1, width), dt)
+        aflat = np.empty((1, width), dt) if relu_like else zflat
+        self.flat_arrays = (zflat, aflat, dflat)
+        offset = 0
         for i, layer in enumerate(layout.layers):
             n = layer.W.shape[1]
-            z = np.empty((m, n), dt)
+            z = zflat[0, offset:offset + m * n].reshape(m, n)
             zbn = xhat = mean = invstd = tmp = None
             if i == last:
                 a = np.empty((m, n), dt)                 # output probabilities
@@ -40,12 +48,13 @@ class Workspace:
                 zbn, xhat = np.empty((m, n), dt), np.empty((m, n), dt)
                 mean, invstd, tmp = np.empty(n, dt), np.empty(n, dt), np.empty(n, dt)
                 a = np.empty((m, n), dt) if relu_like else zbn   # relu' needs the z it saw
-            else:
-                a = np.empty((m, n), dt) if relu_like else z     # sigmoid'/tanh' come from a
+            else:                                                # sigmoid'/tanh' come from a
+                a = aflat[0, offset:offset + m * n].reshape(m, n) if relu_like else z
+            self.delta.append(dflat[0, offset:offset + m * n].reshape(m, n))
+            offset += m * n
             self.z.append(z)
             self.zbn.append(zbn)
             self.a.append(a)
-            self.delta.append(np.empty((m, n), dt))
             self.xhat.append(xhat)
             self.mean.append(mean)
             self.invstd.append(invstd)
