@@ -49,45 +49,44 @@ def _model(k, m, sizes, weights, biases, dweights, dbiases, zbuf, abuf, dbuf):
     return (Ws, bs, dWs, dbs, weights[k], dweights[k]), (zs, acts, deltas)
 
 
-# One kernel per output loss, as in step.py (Numba's cache and closures).
 @njit(**_JIT)
-def softmax_grid(X, y, sizes, weights, biases, dweights, dbiases, zbuf, abuf, dbuf, kind, slope,
-                 lambdas):
+def _forward_model(k, X, sizes, weights, biases, dweights, dbiases, zbuf, abuf, dbuf, kind,
+                   slope, lambdas):
+    """Model k's forward pass; its ``(net, ws, hyper)`` for the loss and ``step._finish``."""
+    net, ws = _model(k, X.shape[0], sizes, weights, biases, dweights, dbiases, zbuf, abuf, dbuf)
+    hyper = (kind, slope, lambdas[k])
+    _forward(X, net, ws, hyper)
+    return net, ws, hyper
+
+
+# One kernel per output loss, as in step.py (Numba's cache and closures); ``args`` are the
+# buffers, kind, slope and lambdas of the module note, in that order.
+@njit(**_JIT)
+def softmax_grid(X, y, *args):
     """Every model's step on int64 labels ``y``; returns the models' summed objective."""
     total = 0.0
-    for k in range(lambdas.size):
-        net, ws = _model(k, X.shape[0], sizes, weights, biases, dweights, dbiases, zbuf, abuf,
-                         dbuf)
-        hyper = (kind, slope, lambdas[k])
-        _forward(X, net, ws, hyper)
+    for k in range(args[-1].size):
+        net, ws, hyper = _forward_model(k, X, *args)
         total += _finish(X, net, ws, hyper, _sce_serial(ws[0][-1], y, ws[2][-1]), True)
     return total
 
 
 @njit(**_JIT)
-def sigmoid_grid(X, y, sizes, weights, biases, dweights, dbiases, zbuf, abuf, dbuf, kind, slope,
-                 lambdas):
+def sigmoid_grid(X, y, *args):
     """Every model's step on float targets ``y`` (m, k), binary cross-entropy."""
     total = 0.0
-    for k in range(lambdas.size):
-        net, ws = _model(k, X.shape[0], sizes, weights, biases, dweights, dbiases, zbuf, abuf,
-                         dbuf)
-        hyper = (kind, slope, lambdas[k])
-        _forward(X, net, ws, hyper)
+    for k in range(args[-1].size):
+        net, ws, hyper = _forward_model(k, X, *args)
         loss = sigmoid_binary_cross_entropy(ws[0][-1], y, ws[2][-1])
         total += _finish(X, net, ws, hyper, loss, True)
     return total
 
 
 @njit(**_JIT)
-def identity_grid(X, y, sizes, weights, biases, dweights, dbiases, zbuf, abuf, dbuf, kind, slope,
-                  lambdas):
+def identity_grid(X, y, *args):
     """Every model's step on float targets ``y`` (m, k), the seed's squared error."""
     total = 0.0
-    for k in range(lambdas.size):
-        net, ws = _model(k, X.shape[0], sizes, weights, biases, dweights, dbiases, zbuf, abuf,
-                         dbuf)
-        hyper = (kind, slope, lambdas[k])
-        _forward(X, net, ws, hyper)
+    for k in range(args[-1].size):
+        net, ws, hyper = _forward_model(k, X, *args)
         total += _finish(X, net, ws, hyper, mean_squared_error(ws[0][-1], y, ws[2][-1]), True)
     return total
