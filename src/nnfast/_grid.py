@@ -220,12 +220,12 @@ class _Grid:
 
 class _Compiled:
     """K models in model-major flat buffers, in ``MLP``'s layout, stepped by one call of the
-    Numba grid kernel (``nnfast._numba.grid``) per mini-batch and one fused optimizer update."""
+    backend's grid kernel (``_compiled_kernel``) per mini-batch and one fused optimizer update."""
 
     def __init__(self, template, lambdas, kernel):
         K, layout = len(lambdas), template._layout
         self.K, self.dtype, self.kernel = K, template.dtype, kernel
-        self.sizes = np.asarray(template.layer_sizes, np.int64)
+        self.sizes = layout.grid_arrays[0]
         self.kind, self.slope = template._kind, template.slope
         self.relu_like = self.kind in (_kinds.RELU, _kinds.LEAKY_RELU)
         self.lambdas = np.asarray(lambdas, np.float64)
