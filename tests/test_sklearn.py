@@ -133,6 +133,39 @@ def test_shuffled_training_follows_sklearn():
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-6)
 
 
+@pytest.mark.parametrize("backend", ["auto"] + nnfast.backends())
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_epochs_are_mlp_fit_epochs_bit_for_bit(monkeypatch, backend, dtype):
+    """The front's epoch (``run_epoch`` over the shuffled order, X validated once) trains
+    exactly as ``MLP.fit(epochs=1, shuffle=False)`` on the epoch's shuffled copy: same kernels
+    (those of the network's backend, the optimizer's too), same batches, same bits."""
+    import types
+
+    from nnfast._network import training
+    from nnfast._sklearn import _stochastic
+
+    X, y = _digits(300)
+    kw = dict(hidden_layer_sizes=(24, 16), max_iter=3, random_state=1, batch_size=64,
+              dtype=dtype)
+
+    def by_fit(model, network, opt, Xt, Yt, order, bounds):
+        if order is not None:
+            Xt, Yt = Xt.take(order, axis=0), Yt.take(order, axis=0)
+        return model.fit(Xt, Yt, optimizer=opt, lr=opt.lr, epochs=1, batch_size=64, tol=None,
+                         shuffle=False, progress=False).train_loss[0]
+
+    with warnings.catch_warnings(), nnfast.use_backend(backend):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier(**kw).fit(X, y)
+        monkeypatch.setattr(_stochastic, "training", types.SimpleNamespace(
+            run_epoch=by_fit, batch_bounds=training.batch_bounds))
+        reference = MLPClassifier(**kw).fit(X, y)
+    assert ours.loss_curve_ == reference.loss_curve_
+    for a, b in zip(ours.coefs_ + ours.intercepts_, reference.coefs_ + reference.intercepts_):
+        assert a.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(a, b)
+
+
 def test_float32_trains_in_float32_and_agrees():
     X, y = _digits()
     kw = dict(hidden_layer_sizes=(32,), max_iter=10, random_state=0)

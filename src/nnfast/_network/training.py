@@ -65,6 +65,34 @@ def _check_optimizer_options(optimizer, options):
                         f"{', '.join(accepted) or 'none'}")
 
 
+def batch_bounds(net, n, batch_size):
+    """The mini-batches of an epoch over n rows as bounds [0, b, 2b, ..., n]; with batch norm a
+    last batch of one row (no batch statistics) joins the one before it."""
+    starts = list(range(0, n, batch_size))
+    if net.batchnorm and n - starts[-1] == 1:
+        if len(starts) == 1:
+            raise ValueError("batch norm in training mode needs at least 2 samples, got 1")
+        starts.pop()
+    return starts + [n]
+
+
+def run_epoch(net, network, optimizer, X, y, order, bounds):
+    """One pass of ``step`` over the mini-batches ``bounds`` (``batch_bounds``) of validated
+    (X, y): batch j is rows ``order[bounds[j]:bounds[j + 1]]``, gathered into the workspace
+    (``order`` None: the rows as they are). Returns the mean training objective; a non-finite
+    loss raises ``step``'s FloatingPointError with that batch not applied. For ``fit`` and the
+    scikit-learn front's epochs (which validate once, then shuffle with their own generator)."""
+    total = 0.0
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        ws = net._workspace(hi - lo)
+        if order is not None:
+            xb, yb = ws.batch(X, y, order[lo:hi])
+        else:
+            xb, yb = X[lo:hi], y[lo:hi]
+        total += step(net, network, ws, xb, yb, optimizer) * (hi - lo)
+    return total / X.shape[0]
+
+
 def fit(net, X, y, optimizer, lr, epochs, batch_size, decay_rate, validation_data, tol,
         patience, shuffle, seed, progress, optimizer_kwargs):
     """``MLP.fit`` (documented there): checks every argument, then trains."""
@@ -90,11 +118,7 @@ def fit(net, X, y, optimizer, lr, epochs, batch_size, decay_rate, validation_dat
             raise TypeError("validation_data must be a pair (X_val, y_val)")
         X_val = check_X(net, validation_data[0], "validation_data[0]")
         val = (X_val, check_y(net, validation_data[1], X_val.shape[0], "validation_data[1]"))
-    starts = list(range(0, n, batch_size))
-    if net.batchnorm and n - starts[-1] == 1:
-        if len(starts) == 1:
-            raise ValueError("batch norm in training mode needs at least 2 samples, got 1")
-        starts.pop()            # a 1-row batch has no batch statistics: merge it
+    bounds = batch_bounds(net, n, batch_size)
     if lr is not None:
         lr = real(lr, "lr", 0.0)
     _check_optimizer_options(optimizer, optimizer_kwargs)
@@ -102,7 +126,7 @@ def fit(net, X, y, optimizer, lr, epochs, batch_size, decay_rate, validation_dat
     default = 1e-3 if lr is None and not isinstance(optimizer, _optim.Optimizer) else lr
     opt = _optim.make(optimizer, default, **optimizer_kwargs)
     with _backend.serial_kernels(), _blas.serial():
-        return _Trainer(net, opt, seed).run(X, y, epochs, starts + [n], decay_rate, val, tol,
+        return _Trainer(net, opt, seed).run(X, y, epochs, bounds, decay_rate, val, tol,
                                             patience, shuffle, progress)
 
 
@@ -134,21 +158,14 @@ class _Trainer:
 
     def _epoch(self, epoch, X, y, order, bounds, shuffle):
         """One pass over the mini-batches; returns the mean training objective."""
-        total = 0.0
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            ws = self.net._workspace(hi - lo)
-            if shuffle:
-                xb, yb = ws.batch(X, y, order[lo:hi])
-            else:
-                xb, yb = X[lo:hi], y[lo:hi]
-            try:
-                total += step(self.net, self.network, ws, xb, yb, self.opt) * (hi - lo)
-            except FloatingPointError as exc:
-                self.good.restore(self.layout)
-                raise FloatingPointError(
-                    f"non-finite loss in epoch {epoch + 1} (lr={self.opt.lr:.3g}): {exc}; "
-                    f"weights restored to the end of epoch {epoch}") from None
-        return total / X.shape[0]
+        try:
+            return run_epoch(self.net, self.network, self.opt, X, y,
+                             order if shuffle else None, bounds)
+        except FloatingPointError as exc:
+            self.good.restore(self.layout)
+            raise FloatingPointError(
+                f"non-finite loss in epoch {epoch + 1} (lr={self.opt.lr:.3g}): {exc}; "
+                f"weights restored to the end of epoch {epoch}") from None
 
     def run(self, X, y, epochs, bounds, decay_rate, val, tol, patience, shuffle, progress):
         from tqdm.auto import tqdm

@@ -1,17 +1,20 @@
 """scikit-learn's ``_fit_stochastic`` epoch loop over nnfast's training calls.
 
 Same control flow, messages and random-state use as scikit-learn's (the validation split, the
-per-epoch shuffle of the sample indices), so an equal ``random_state`` gives equal batches. An
-epoch is one ``MLP.fit(epochs=1, shuffle=False)`` call on the epoch's rows in their shuffled
-order where ``MLP`` computes scikit-learn's loss (classifiers, one regression output, no sample
-weights); otherwise a loop of ``_passes.loss_grad`` and the optimizer's fused ``step_flat``.
+per-epoch shuffle of the sample indices), so an equal ``random_state`` gives equal batches. Where
+``MLP`` computes scikit-learn's loss (classifiers, one regression output, no sample weights) an
+epoch is ``MLP.fit``'s own epoch (``nnfast._network.training.run_epoch``) over the rows in the
+shuffled order, each batch gathered into the model's workspace; X and y are validated once per
+fit, not per epoch. Otherwise it is a loop of ``_passes.loss_grad`` and the optimizer's fused
+``step_flat`` on the epoch's shuffled copy.
 """
 import math
 import warnings
 
 import numpy as np
 
-from .. import _blas
+from .. import _backend, _blas
+from .._network import inputs, training
 from . import _passes
 
 
@@ -113,9 +116,15 @@ def fit_stochastic(est, model, X, y, sample_weight, incremental):
         batch_size = int(np.clip(est.batch_size, 1, n_samples))
     by_epoch = sw_train is None and (is_classifier(est) or est.n_outputs_ == 1)
     Y = est._nn_targets(y_train, model, dense=not by_epoch)
+    if by_epoch:                   # what MLP.fit checks, once for all epochs
+        X_train = inputs.check_X(model, X_train)
+        Y = inputs.check_y(model, Y, n_samples)
+        inputs.check_writable(model)
     sample_idx = np.arange(n_samples, dtype=int)
     try:
-        with _blas_threads_for(model, batch_size):
+        # every kernel from the backend the network runs on, as inside MLP.fit
+        with (_backend.use_backend(_backend.network_backend()), _backend.serial_kernels(),
+              _blas_threads_for(model, batch_size)):
             _epochs(est, model, opt, schedule, X_train, Y, sw_train, X_val, y_val, sw_val,
                     sample_idx, batch_size, by_epoch, early_stopping, incremental)
     except KeyboardInterrupt:
@@ -135,26 +144,28 @@ def _epochs(est, model, opt, schedule, X_train, Y, sw_train, X_val, y_val, sw_va
     n_samples = X_train.shape[0]
     diverged = False
     est.n_iter_ = 0
+    if by_epoch:
+        network = _backend.network_step()
+        bounds = training.batch_bounds(model, n_samples, batch_size)
     for _ in range(est.max_iter):
         if est.shuffle:
             sample_idx = shuffle(sample_idx, random_state=est._random_state)
-            Xe, Ye = X_train.take(sample_idx, axis=0), Y.take(sample_idx, axis=0)
-            swe = None if sw_train is None else sw_train[sample_idx]
-        else:
-            Xe, Ye, swe = X_train, Y, sw_train
         opt.lr = schedule.learning_rate / (1.0 + est.decay_rate * len(est.loss_curve_))
         if diverged:
             loss = math.nan      # scikit-learn goes on with non-finite weights
         elif by_epoch:
             try:
-                loss = model.fit(Xe, Ye, optimizer=opt, lr=opt.lr, epochs=1,
-                                 batch_size=batch_size, tol=None, shuffle=False,
-                                 progress=False).train_loss[0]
+                loss = training.run_epoch(model, network, opt, X_train, Y,
+                                          sample_idx if est.shuffle else None, bounds)
             except FloatingPointError:
                 diverged, loss = True, math.nan
                 model.flat_params[...] = np.nan
+        elif est.shuffle:
+            loss = _epoch_batches(est, model, opt, X_train.take(sample_idx, axis=0),
+                                  Y.take(sample_idx, axis=0),
+                                  None if sw_train is None else sw_train[sample_idx], batch_size)
         else:
-            loss = _epoch_batches(est, model, opt, Xe, Ye, swe, batch_size)
+            loss = _epoch_batches(est, model, opt, X_train, Y, sw_train, batch_size)
         est.n_iter_ += 1
         est.loss_ = loss
         est.t_ += n_samples
