@@ -102,3 +102,36 @@ def test_training_runs_blas_on_one_thread_and_gives_threads_back(backend):
         model.fit(X, y, optimizer=opt, epochs=2, batch_size=32, tol=None, progress=False)
         assert len(opt.seen) == 5 and all(s == [1] * len(before) for s in opt.seen)
         assert _blas.threads() == before
+
+
+def test_first_fit_finds_the_blas_without_importing_scipy_linalg_or_tqdm():
+    """A fresh process's first ``MLP.fit(progress=False)``: the BLAS libraries are found by
+    name (the same ones threadpoolctl's full scan finds), scipy.linalg (~140 ms) and tqdm
+    (~40 ms) are not imported, and scipy.linalg still imports and works afterwards."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys
+        import numpy as np
+        import nnfast
+        from nnfast import _blas
+        model = nnfast.MLP([8, 6, 3], seed=0)
+        X = np.random.default_rng(0).random((40, 8)).astype(np.float32)
+        model.fit(X, np.arange(40) % 3, epochs=2, batch_size=8, progress=False)
+        assert "scipy.linalg" not in sys.modules, "scipy.linalg imported"
+        assert not any(m.startswith("tqdm") for m in sys.modules), "tqdm imported"
+        found = sorted(path for path, _ in _blas.threads())
+        from threadpoolctl import ThreadpoolController
+        full = sorted(c.filepath for c in ThreadpoolController().lib_controllers
+                      if c.user_api == "blas")
+        assert found == full, (found, full)
+        import scipy.linalg
+        a = np.eye(3)
+        assert np.array_equal(scipy.linalg.blas.dgemm(1.0, a, a), a)
+        print("ok", len(found))
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("ok ") and int(res.stdout.split()[1]) >= 1

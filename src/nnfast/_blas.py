@@ -19,6 +19,10 @@ changes nothing. Entries nest; the outermost one in a thread restores each libra
 gives up the control it took.
 """
 import contextlib
+import importlib.machinery
+import importlib.util
+import os
+import sys
 import threading
 
 #: OpenBLAS runs a GEMM on one thread when M·N·K < 65536 · GEMM_MULTITHREAD_THRESHOLD (4 by
@@ -31,15 +35,72 @@ ENABLED = True
 _local = threading.local()
 _controllers = None  # BLAS controllers of the libraries loaded when first needed
 
+#: Substrings of the file names that threadpoolctl's BLAS controllers match (OpenBLAS,
+#: scipy-openblas, BLIS, MKL, FlexiBLAS, Accelerate) and of the usual symlinks to them
+#: (Debian's libblas.so.3 / liblapack.so.3 alternatives).
+_BLAS_NAMES = ("blas", "blis", "mkl", "lapack", "veclib", "accelerate")
+
+
+def load_scipy_blas():
+    """Load ``scipy.linalg.cython_blas`` (the BLAS that the Cython kernels cimport and
+    numba's BLAS bindings use) without running ``scipy/linalg/__init__.py``.
+
+    Cython imports a cimported module by its dotted name; through the package that costs the
+    import of all of ``scipy.linalg`` (143-280 ms measured here, most of it scipy's array-API
+    layer), which every process paid on its first training step. The extension module alone
+    loads in ~2 ms. It is registered under its own name in ``sys.modules``, where every later
+    import finds it (numba's BLAS bindings, a later ``import scipy.linalg``); ``scipy.linalg``
+    itself is imported as usual when something asks for it."""
+    name = "scipy.linalg.cython_blas"
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec("scipy")
+    if spec is None or spec.origin is None:
+        return                           # the importer's own import then raises ImportError
+    folder = os.path.join(os.path.dirname(spec.origin), "linalg")
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = os.path.join(folder, "cython_blas" + suffix)
+        if os.path.exists(path):
+            break
+    else:
+        return
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+
+
+def _blas_libraries():
+    """threadpoolctl's controllers of the loaded libraries whose file names look like a BLAS.
+
+    ``ThreadpoolController()`` resolves the real path of every loaded library (~230 after
+    importing NumPy, SciPy and scikit-learn) to match it against the libraries it knows: 26 ms
+    measured on the first call in a process, paid by every process's first fit. Looking at
+    the names first leaves a few candidates (4 ms). The filter goes through threadpoolctl's
+    per-library hook; a threadpoolctl without that hook scans everything, as before."""
+    from threadpoolctl import ThreadpoolController
+
+    class BlasLibraries(ThreadpoolController):
+        def _make_controller_from_path(self, filepath):
+            name = os.path.basename(filepath).lower()
+            if any(part in name for part in _BLAS_NAMES):
+                super()._make_controller_from_path(filepath)
+
+    return BlasLibraries().lib_controllers
+
 
 def _blas_controllers():
     global _controllers
     if _controllers is None:
         import numpy  # noqa: F401  (loads NumPy's BLAS)
-        import scipy.linalg  # noqa: F401  (loads SciPy's BLAS, the one the Cython GEMMs call)
-        from threadpoolctl import ThreadpoolController
 
-        _controllers = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+        load_scipy_blas()        # SciPy's BLAS, the one the Cython GEMMs call
+
+        _controllers = [c for c in _blas_libraries() if c.user_api == "blas"]
     return _controllers
 
 

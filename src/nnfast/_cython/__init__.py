@@ -3,46 +3,9 @@
 Importing this package raises ImportError when the modules were not built (a source checkout
 without ``pip install``); ``nnfast._backend`` uses that to list the backend as unavailable.
 """
-import importlib.machinery
-import importlib.util
-import os
-import sys
+from .._blas import load_scipy_blas
 
-
-def _load_cython_blas():
-    """Load ``scipy.linalg.cython_blas`` (the BLAS that ``dense`` cimports) without running
-    ``scipy/linalg/__init__.py``.
-
-    Cython imports a cimported module by its dotted name; through the package that costs the
-    import of all of ``scipy.linalg`` (150-280 ms measured here, most of it scipy's array-API
-    layer), which every process paid on its first training step. The extension module alone
-    loads in ~2 ms. It is registered under its own name in ``sys.modules``, where every later
-    import finds it (numba's BLAS bindings, a later ``import scipy.linalg``); ``scipy.linalg``
-    itself is imported as usual when something asks for it."""
-    name = "scipy.linalg.cython_blas"
-    if name in sys.modules:
-        return
-    spec = importlib.util.find_spec("scipy")
-    if spec is None or spec.origin is None:
-        return                           # dense's own import then raises the ImportError
-    folder = os.path.join(os.path.dirname(spec.origin), "linalg")
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = os.path.join(folder, "cython_blas" + suffix)
-        if os.path.exists(path):
-            break
-    else:
-        return
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[name] = module
-    try:
-        module_spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-
-
-_load_cython_blas()
+load_scipy_blas()
 
 from . import activations, batchnorm, dense, losses, optim  # noqa: E402,F401
 

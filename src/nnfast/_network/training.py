@@ -130,6 +130,22 @@ def fit(net, X, y, optimizer, lr, epochs, batch_size, decay_rate, validation_dat
                                             patience, shuffle, progress)
 
 
+class _NoBar:
+    """The epochs without a progress bar (``progress=False``), with tqdm's calls fit makes."""
+
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def __iter__(self):
+        return iter(range(self.epochs))
+
+    def set_postfix(self, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
 class _Snapshot:
     """A copy of a model's trained state: flat parameters and batch-norm buffers."""
 
@@ -168,16 +184,19 @@ class _Trainer:
                 f"weights restored to the end of epoch {epoch}") from None
 
     def run(self, X, y, epochs, bounds, decay_rate, val, tol, patience, shuffle, progress):
-        from tqdm.auto import tqdm
-
         opt, layout, lr0 = self.opt, self.layout, self.opt.lr
         order = np.arange(X.shape[0])
         history = History()
         best, stale, lowest = math.inf, 0, math.inf
         start_time = time.perf_counter()
-        # disable=None: tqdm writes only to a terminal (a log file would get \r-joined fragments)
-        bar = tqdm(range(epochs), desc="fit", unit="epoch", disable=None if progress else True,
-                   leave=True)
+        if progress:
+            from tqdm.auto import tqdm
+
+            # disable=None: tqdm writes only to a terminal (a log file would get \r-joined
+            # fragments)
+            bar = tqdm(range(epochs), desc="fit", unit="epoch", disable=None, leave=True)
+        else:
+            bar = _NoBar(epochs)     # tqdm's import alone is ~40 ms of a process's first fit
         try:
             for epoch in bar:
                 opt.lr = lr0 / (1.0 + decay_rate * epoch)
