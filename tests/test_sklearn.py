@@ -166,6 +166,22 @@ def test_epochs_are_mlp_fit_epochs_bit_for_bit(monkeypatch, backend, dtype):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 1257])
+def test_shuffled_is_sklearns_shuffle(n):
+    """The front's per-epoch shuffle draws what ``sklearn.utils.shuffle`` draws (if scikit-learn
+    changes its shuffle, this fails before the parity tests do)."""
+    from sklearn.utils import check_random_state, shuffle
+
+    from nnfast._sklearn._stochastic import shuffled
+
+    ours, theirs = check_random_state(5), check_random_state(5)
+    a = b = np.arange(n)
+    for _ in range(4):
+        a, b = shuffled(a, ours), shuffle(b, random_state=theirs)
+        np.testing.assert_array_equal(a, b)
+    assert ours.randint(1 << 30) == theirs.randint(1 << 30)     # same state afterwards
+
+
 def test_float32_trains_in_float32_and_agrees():
     X, y = _digits()
     kw = dict(hidden_layer_sizes=(32,), max_iter=10, random_state=0)
