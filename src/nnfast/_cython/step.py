@@ -9,13 +9,20 @@ Everything else — batch norm, soft softmax targets, the loss without gradients
 the network pass kernel by kernel (``nnfast._network.passes.LayerByLayer``) over this backend's
 compiled kernels, whose GEMMs and fused epilogues do the work.
 """
+import os
+
 import numpy as np
 
 from .._network.passes import LayerByLayer
-from . import activations, batchnorm, dense, grid, losses
+from . import activations, batchnorm, dense, grid, losses, pstep
 
 _KERNELS = {"softmax": grid.softmax_grid, "sigmoid": grid.sigmoid_grid,
             "identity": grid.identity_grid}
+#: EXPERIMENT: the row-chunked step of ``pstep.pyx`` (a helper thread when
+#: ``pstep.threads > 1``, NNFAST_STEP_THREADS); ``pstep.n_chunks`` chunks (NNFAST_STEP_CHUNKS).
+CHUNKED = os.environ.get("NNFAST_STEP_THREADS", "1") not in ("", "0", "1")
+_CHUNKED_KERNELS = {"softmax": pstep.softmax_step, "sigmoid": pstep.sigmoid_step,
+                    "identity": pstep.identity_step}
 
 
 class _Network(LayerByLayer):
@@ -25,6 +32,9 @@ class _Network(LayerByLayer):
                 or (net.output == "softmax" and y.dtype != np.int64)):
             return super().objective(net, ws, X, y, training, update_stats, with_grads)
         sizes, weights, biases, dweights, dbiases = arrays
+        if CHUNKED:     # ws's z, a, δ stay untouched: the chunks run on pstep's own buffers
+            return _CHUNKED_KERNELS[net.output](X, y, sizes, weights, biases, dweights,
+                                                dbiases, net._kind, net.slope, net.l2)
         zbuf, abuf, dbuf = ws.flat_arrays
         return _KERNELS[net.output](X, y, sizes, weights, biases, dweights, dbiases, zbuf, abuf,
                                     dbuf, net._kind, net.slope, np.array([net.l2]))

@@ -1,0 +1,408 @@
+"""The model step of ``grid.pyx`` (K = 1, no batch norm) split over row chunks, for two threads
+(EXPERIMENT, branch exp/parallel-step).
+
+Rows of a mini-batch are independent through forward and backward: the batch is cut into
+``n_chunks`` fixed row ranges, each chunk's forward/loss/backward writes a partial dW, db and
+loss (δ scaled by 1/m of the whole batch) into an output slot, and the slots are added in chunk
+order, then the L2 term. The chunks do not depend on which thread ran them, so results are the
+same with or without the helper (bit for bit), and within rounding of ``grid.pyx``.
+
+The helper is one persistent pthread (``step_pool.h``, which describes the protocol). It reads
+only: the job snapshot (its own copy), the caller's input arrays X, y, W, b (kept alive by
+``_held`` until the helper is seen idle after a later job was posted), and its workspace and
+slots (module-owned; replaced ones are retired, freed only once the helper is idle). The caller
+never waits for it. Several Python threads: one at a time uses the helper (``_in_use``, under
+the GIL); the others run the same chunks on private buffers.
+"""
+import atexit
+import os
+
+from cython cimport floating
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
+
+from blas cimport gemm
+from kernel_common cimport IDENTITY, SIGMOID, TANH, grad_mul_block, unary_block
+from loss_terms cimport BCE, MSE, loss_block, softmax_xent_rows
+
+cdef extern from "step_pool.h" nogil:
+    enum:
+        NN_POOL_MAX_LAYERS
+        NN_POOL_MAX_CHUNKS
+        NN_HDONE
+        NN_CALLER
+    ctypedef struct nn_job:
+        int64_t dtype, output, kind
+        double slope
+        int64_t L, m, n_chunks, rows_max, n_w, n_b
+        int64_t sizes[33]
+        const void* X
+        const int64_t* labels
+        const void* t
+        const void* W
+        const void* b
+        void* ws
+        void* dW
+        void* db
+        double* loss
+    ctypedef void (*nn_chunk_fn)(const nn_job* job, int64_t chunk) noexcept nogil
+    int nn_pool_start(nn_chunk_fn fn)
+    void nn_pool_stop()
+    int nn_pool_begin()
+    uint64_t nn_pool_post(const nn_job* job, int wake)
+    int nn_claim(uint64_t g, int64_t c)
+    int nn_wait_or_take(uint64_t g, int64_t c, int64_t budget_ns)
+    uint64_t nn_state_of(int64_t c)
+    uint64_t nn_tag(uint64_t g, int st)
+    int64_t nn_now_ns()
+    void nn_retire(void* p)
+    void nn_free_retired()
+    void nn_copy_labels(const int64_t* src, int64_t* dst, int64_t n, int64_t k)
+    int nn_alive
+    int nn_child
+    int64_t nn_spin_ns
+
+cdef enum:
+    SOFTMAX_OUT = 0
+    SIGMOID_OUT = 1
+    IDENTITY_OUT = 2
+
+
+cdef inline double sum_squares(const floating* w, Py_ssize_t n) noexcept nogil:
+    """Σ w² in double over eight interleaved partial sums (as grid.pyx)."""
+    cdef double acc[8]
+    cdef Py_ssize_t i, j
+    cdef double total = 0
+    for j in range(8):
+        acc[j] = 0
+    for i in range(0, n - n % 8, 8):
+        for j in range(8):
+            acc[j] += <double>w[i + j] * <double>w[i + j]
+    for i in range(n - n % 8, n):
+        total += <double>w[i] * <double>w[i]
+    for j in range(8):
+        total += acc[j]
+    return total
+
+
+cdef void chunk_step(const nn_job* job, int64_t c, floating* like) noexcept nogil:
+    """Chunk c's forward, loss and backward into slot c of ``job``: dW_c, db_c and Σ row
+    losses (δ carries 1/m of the whole batch). Workspace: labels, then z, a, d (rows_max · n_b)."""
+    cdef Py_ssize_t L = job.L, m = job.m, C = job.n_chunks, n_b = job.n_b, n_w = job.n_w
+    cdef Py_ssize_t r0 = c * m // C, mc = (c + 1) * m // C - r0, rows = job.rows_max
+    cdef const long long* sizes = <const long long*>job.sizes
+    cdef const floating* X = <const floating*>job.X + r0 * sizes[0]
+    cdef const floating* W = <const floating*>job.W
+    cdef const floating* b = <const floating*>job.b
+    cdef long long* labels = <long long*>job.ws
+    cdef floating* z = <floating*>(labels + rows)
+    cdef floating* a = z + rows * n_b
+    cdef floating* d = a + rows * n_b
+    cdef floating* dW = <floating*>job.dW + c * n_w
+    cdef floating* db = <floating*>job.db + c * n_b
+    cdef int kind = job.kind
+    cdef floating slope = <floating>job.slope
+    cdef bint relu_like = not (kind == IDENTITY or kind == SIGMOID or kind == TANH)
+    cdef Py_ssize_t i, r, j, fi, fo, wo = 0, bo = 0, zo = 0
+    cdef const floating* a_prev = X
+    cdef floating* zi
+    cdef floating* ai
+    cdef floating* di
+    cdef floating inv_m = <floating>(1.0 / m)
+    cdef double loss
+    if not relu_like:
+        a = z                            # g' from a (sigmoid, tanh) or none: a overwrites z
+    for i in range(L):                                   # forward
+        fi, fo = sizes[i], sizes[i + 1]
+        zi, ai = z + zo, a + zo
+        gemm(c'N', c'N', <int>fo, <int>mc, <int>fi, W + wo, <int>fo, a_prev, <int>fi, zi,
+             <int>fo)
+        for r in range(mc):
+            for j in range(fo):
+                zi[r * fo + j] = zi[r * fo + j] + b[bo + j]
+        if i < L - 1 and (kind != IDENTITY or ai != zi):
+            unary_block(kind, slope, zi, ai, mc * fo)
+        a_prev = ai
+        wo, bo, zo = wo + fi * fo, bo + fo, zo + mc * fo
+    zi, di = z + zo - mc * fo, d + zo - mc * fo
+    if job.output == SOFTMAX_OUT:
+        nn_copy_labels(job.labels + r0, <int64_t*>labels, mc, fo)
+        loss = softmax_xent_rows(zi, labels, di, mc, fo, inv_m)
+    elif job.output == SIGMOID_OUT:
+        loss = loss_block(BCE, zi, <const floating*>job.t + r0 * fo, di, inv_m, mc * fo)
+    else:
+        loss = loss_block(MSE, zi, <const floating*>job.t + r0 * fo, di, inv_m, mc * fo)
+    for i in range(L - 1, -1, -1):                       # backward
+        fi, fo = sizes[i], sizes[i + 1]
+        wo, bo, zo = wo - fi * fo, bo - fo, zo - mc * fo
+        di = d + zo
+        a_prev = X if i == 0 else a + zo - mc * fi
+        gemm(c'N', c'T', <int>fo, <int>fi, <int>mc, di, <int>fo, a_prev, <int>fi, dW + wo,
+             <int>fo)
+        for j in range(fo):
+            db[bo + j] = 0
+        for r in range(mc):
+            for j in range(fo):
+                db[bo + j] = db[bo + j] + di[r * fo + j]
+        if i > 0:
+            gemm(c'T', c'N', <int>fi, <int>mc, <int>fo, W + wo, <int>fo, di, <int>fo,
+                 d + zo - mc * fi, <int>fi)
+            grad_mul_block(kind, slope, (a if not relu_like else z) + zo - mc * fi,
+                           d + zo - mc * fi, mc * fi)
+    job.loss[c] = loss
+
+
+cdef void chunk_work(const nn_job* job, int64_t c) noexcept nogil:
+    if job.dtype == 0:
+        chunk_step[float](job, c, <float*>NULL)
+    else:
+        chunk_step[double](job, c, <double*>NULL)
+
+
+cdef double reduce_slots(const nn_job* mine, const nn_job* helpers, const char* from_helper,
+                         floating* dW, floating* db, const floating* W, double lam) noexcept nogil:
+    """dW, db = Σ_c slot c (chunk order), then the L2 term; returns J."""
+    cdef Py_ssize_t c, j, n_w = mine.n_w, n_b = mine.n_b, m = mine.m
+    cdef const nn_job* src
+    cdef const floating* sw
+    cdef const floating* sb
+    cdef double total = 0, loss
+    cdef floating s
+    for c in range(mine.n_chunks):
+        src = helpers if from_helper[c] else mine
+        sw = <const floating*>src.dW + c * n_w
+        sb = <const floating*>src.db + c * n_b
+        if c == 0:
+            memcpy(dW, sw, n_w * sizeof(floating))
+            memcpy(db, sb, n_b * sizeof(floating))
+        else:
+            for j in range(n_w):
+                dW[j] = dW[j] + sw[j]
+            for j in range(n_b):
+                db[j] = db[j] + sb[j]
+        total += src.loss[c]
+    loss = total / (2 * m) if mine.output == IDENTITY_OUT else total / m
+    if lam != 0:
+        s = <floating>(lam / m)
+        for j in range(n_w):
+            dW[j] = dW[j] + s * W[j]
+        loss += lam / (2.0 * m) * sum_squares(W, n_w)
+    return loss
+
+
+cdef double caller_step(nn_job* mine, nn_job* helpers, bint use_helper, floating* dW,
+                        floating* db, const floating* W, double lam) noexcept nogil:
+    """Post the job (if the helper runs), claim chunks upwards, take over late ones, reduce."""
+    global chunk_ns
+    cdef Py_ssize_t c, C = mine.n_chunks
+    cdef uint64_t g = 0
+    cdef char from_helper[NN_POOL_MAX_CHUNKS]
+    cdef int64_t t0, budget
+    for c in range(C):
+        from_helper[c] = 0
+    if not use_helper:
+        for c in range(C):
+            chunk_work(mine, c)
+        return reduce_slots(mine, helpers, from_helper, dW, db, W, lam)
+    g = nn_pool_post(helpers, 1)
+    for c in range(C):
+        if nn_claim(g, c):
+            t0 = nn_now_ns()
+            chunk_work(mine, c)
+            chunk_ns = (3 * chunk_ns + (nn_now_ns() - t0)) // 4 if chunk_ns else nn_now_ns() - t0
+    # the helper's chunks: wait up to 1.5 chunk times after its claim, then take over
+    budget = 3 * chunk_ns // 2 if chunk_ns else 50000
+    for c in range(C):
+        if nn_state_of(c) == nn_tag(g, NN_HDONE):
+            from_helper[c] = 1
+        elif nn_state_of(c) != nn_tag(g, NN_CALLER):
+            if nn_wait_or_take(g, c, budget):
+                from_helper[c] = 1
+            else:
+                chunk_work(mine, c)
+                taken[0] += 1
+    return reduce_slots(mine, helpers, from_helper, dW, db, W, lam)
+
+
+# ---- module state (caller side: touched only under the GIL or by the _in_use holder) ----
+cdef int64_t chunk_ns = 0               # the caller's running mean chunk time
+cdef int64_t taken[1]
+taken[0] = 0
+cdef void* caller_buf = NULL            # caller's workspace + slots (never seen by the helper)
+cdef size_t caller_cap = 0
+cdef void* helper_buf = NULL            # helper's workspace + slots (retired when replaced)
+cdef size_t helper_cap = 0
+cdef bint _in_use = False
+_held = []                              # the arrays the current job's pointers name
+_stale = []                             # older jobs' arrays, while the helper may be busy
+
+#: Row chunks per step (results depend on it, not on the helper); threads: 2 = use the helper.
+n_chunks = int(os.environ.get("NNFAST_STEP_CHUNKS", "2"))
+threads = int(os.environ.get("NNFAST_STEP_THREADS", "1"))
+
+
+def set_spin_us(double us):
+    """How long the idle helper spins before parking on its semaphore."""
+    global nn_spin_ns
+    nn_spin_ns = <int64_t>(us * 1000)
+
+
+def stats():
+    """(helper running, forked child, chunks the caller took over, caller's chunk time in ns)."""
+    return bool(nn_alive), bool(nn_child), taken[0], chunk_ns
+
+
+def _shutdown():
+    with nogil:
+        nn_pool_stop()
+
+
+def _after_fork_in_child():
+    global _in_use
+    _in_use = False
+    _held.clear()
+    _stale.clear()
+
+
+atexit.register(_shutdown)
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+cdef size_t layout_bytes(nn_job* job, size_t item) noexcept:
+    """Bytes of one thread's workspace (labels, z, a, d) + slots (dW, db, loss per chunk)."""
+    return (job.rows_max * 8 + 3 * job.rows_max * job.n_b * item
+            + job.n_chunks * (job.n_w + job.n_b) * item + job.n_chunks * 8 + 64)
+
+
+cdef void carve(nn_job* job, char* base, size_t item) noexcept:
+    job.ws = base
+    base += job.rows_max * 8 + 3 * job.rows_max * job.n_b * item
+    job.dW = base
+    base += job.n_chunks * job.n_w * item
+    job.db = base
+    base += job.n_chunks * job.n_b * item
+    base = <char*>((<size_t>base + 7) & ~(<size_t>7))
+    job.loss = <double*>base
+
+
+cdef double run(int output, const floating[:, ::1] X, object y_obj, const long long* labels,
+                const floating* t, const long long[::1] sizes, floating[:, ::1] weights,
+                floating[:, ::1] biases, floating[:, ::1] dweights, floating[:, ::1] dbiases,
+                int kind, double slope, double lam) except? -1:
+    global caller_buf, caller_cap, helper_buf, helper_cap, _in_use, _held
+    cdef Py_ssize_t L = sizes.shape[0] - 1, m = X.shape[0], i, C
+    cdef Py_ssize_t n_w = 0, n_b = 0
+    cdef nn_job mine, helpers
+    cdef size_t item = sizeof(floating), need
+    cdef void* private = NULL
+    cdef bint use_helper = False, busy
+    cdef double J
+    if L < 1 or L > NN_POOL_MAX_LAYERS or sizes[0] != X.shape[1]:
+        raise ValueError(f"sizes must start with X's {X.shape[1]} columns and have at most "
+                         f"{NN_POOL_MAX_LAYERS} layers, got {list(sizes)}")
+    for i in range(L):
+        if sizes[i] < 1 or sizes[i + 1] < 1:
+            raise ValueError(f"sizes must be positive, got {list(sizes)}")
+        n_w += sizes[i] * sizes[i + 1]
+        n_b += sizes[i + 1]
+    for name, arr, width in (("weights", weights, n_w), ("dweights", dweights, n_w),
+                             ("biases", biases, n_b), ("dbiases", dbiases, n_b)):
+        if arr.shape[0] != 1 or arr.shape[1] != width:
+            raise ValueError(f"{name} must be (1, {width}), got {tuple(arr.shape)[:2]}")
+    if m == 0:
+        return 0.0
+    if labels != NULL:
+        for i in range(m):
+            if labels[i] < 0 or labels[i] >= sizes[L]:
+                raise ValueError(f"labels must be in [0, {sizes[L]}), got {labels[i]}")
+    C = max(1, min(n_chunks, m, NN_POOL_MAX_CHUNKS))
+    mine.dtype = 0 if floating is float else 1
+    mine.output, mine.kind, mine.slope = output, kind, slope
+    mine.L, mine.m, mine.n_chunks, mine.n_w, mine.n_b = L, m, C, n_w, n_b
+    mine.rows_max = (m + C - 1) // C
+    for i in range(L + 1):
+        mine.sizes[i] = sizes[i]
+    mine.X, mine.labels, mine.t = &X[0, 0], <const int64_t*>labels, t
+    mine.W, mine.b = &weights[0, 0], &biases[0, 0]
+    need = layout_bytes(&mine, item)
+    if _in_use:                         # another Python thread holds the pool: run alone
+        private = malloc(need)
+        if private == NULL:
+            raise MemoryError()
+        carve(&mine, <char*>private, item)
+        with nogil:
+            J = caller_step(&mine, &mine, False, &dweights[0, 0], &dbiases[0, 0],
+                            &weights[0, 0], lam)
+        free(private)
+        return J
+    _in_use = True
+    try:
+        if threads > 1:
+            use_helper = nn_pool_start(chunk_work)
+        busy = nn_pool_begin()          # the previous job is void from here on
+        if busy:
+            _stale.append(_held)
+        else:
+            _stale.clear()
+            nn_free_retired()
+        _held = [X, y_obj, weights, biases]
+        if caller_cap < need:
+            free(caller_buf)
+            caller_buf = malloc(need)
+            caller_cap = need if caller_buf != NULL else 0
+            if caller_buf == NULL:
+                raise MemoryError()
+        carve(&mine, <char*>caller_buf, item)
+        helpers = mine
+        if use_helper and helper_cap < need:
+            if busy:
+                nn_retire(helper_buf)
+            else:
+                free(helper_buf)
+            helper_buf = malloc(need)
+            helper_cap = need if helper_buf != NULL else 0
+        use_helper = use_helper and helper_buf != NULL
+        if use_helper:
+            carve(&helpers, <char*>helper_buf, item)
+        with nogil:
+            J = caller_step(&mine, &helpers, use_helper, &dweights[0, 0], &dbiases[0, 0],
+                            &weights[0, 0], lam)
+    finally:
+        _in_use = False
+    return J
+
+
+def softmax_step(const floating[:, ::1] X, y, const long long[::1] sizes,
+                 floating[:, ::1] weights, floating[:, ::1] biases, floating[:, ::1] dweights,
+                 floating[:, ::1] dbiases, int kind, double slope, double lam):
+    """One step on int64 labels ``y``; returns J (``grid.softmax_grid`` at K = 1)."""
+    cdef const long long[::1] labels = y
+    if labels.shape[0] != X.shape[0]:
+        raise ValueError(f"y has {labels.shape[0]} rows, X {X.shape[0]}")
+    return run(SOFTMAX_OUT, X, y, &labels[0] if labels.shape[0] else NULL, <floating*>NULL,
+               sizes, weights, biases, dweights, dbiases, kind, slope, lam)
+
+
+def _targets(X, y, sizes):
+    if y.shape[0] != X.shape[0] or y.shape[1] != sizes[sizes.shape[0] - 1]:
+        raise ValueError(f"y must be ({X.shape[0]}, {sizes[sizes.shape[0] - 1]}), got "
+                         f"{tuple(y.shape)[:2]}")
+
+
+def sigmoid_step(const floating[:, ::1] X, const floating[:, ::1] y, const long long[::1] sizes,
+                 floating[:, ::1] weights, floating[:, ::1] biases, floating[:, ::1] dweights,
+                 floating[:, ::1] dbiases, int kind, double slope, double lam):
+    """One step on float targets ``y`` (m, outputs), binary cross-entropy."""
+    _targets(X, y, sizes)
+    return run(SIGMOID_OUT, X, y, <long long*>NULL, &y[0, 0] if y.shape[0] else NULL,
+               sizes, weights, biases, dweights, dbiases, kind, slope, lam)
+
+
+def identity_step(const floating[:, ::1] X, const floating[:, ::1] y, const long long[::1] sizes,
+                  floating[:, ::1] weights, floating[:, ::1] biases, floating[:, ::1] dweights,
+                  floating[:, ::1] dbiases, int kind, double slope, double lam):
+    """One step on float targets ``y`` (m, outputs), the seed's squared error."""
+    _targets(X, y, sizes)
+    return run(IDENTITY_OUT, X, y, <long long*>NULL, &y[0, 0] if y.shape[0] else NULL,
+               sizes, weights, biases, dweights, dbiases, kind, slope, lam)
