@@ -62,6 +62,7 @@ cdef extern from "step_pool.h" nogil:
     int nn_alive
     int nn_child
     int64_t nn_spin_ns
+    void nn_instr(int64_t* out)
 
 cdef enum:
     SOFTMAX_OUT = 0
@@ -249,8 +250,11 @@ def set_spin_us(double us):
 
 
 def stats():
-    """(helper running, forked child, chunks the caller took over, caller's chunk time in ns)."""
-    return bool(nn_alive), bool(nn_child), taken[0], chunk_ns
+    """(helper running, forked child, chunks the caller took over, caller's chunk time in ns,
+    helper's chunks, their total ns, total ns from post to the helper's claim)."""
+    cdef int64_t h[3]
+    nn_instr(h)
+    return bool(nn_alive), bool(nn_child), taken[0], chunk_ns, h[2], h[0], h[1]
 
 
 def _shutdown():

@@ -79,6 +79,8 @@ static pthread_t nn_thread;
 static sem_t nn_sem;
 static nn_chunk_fn nn_fn;
 static int nn_atfork_done;
+/* instrumentation (helper writes, caller reads relaxed): helper chunk ns, post-to-claim ns */
+static _Atomic int64_t nn_h_chunk_ns, nn_h_delay_ns, nn_post_ns, nn_h_chunks;
 
 static inline int64_t nn_now_ns(void) {
     struct timespec ts;
@@ -134,7 +136,11 @@ static void* nn_helper_main(void* arg) {
                 uint64_t expect = nn_tag(g, NN_FREE);
                 atomic_store_explicit(&nn_claim_ns[c], nn_now_ns(), memory_order_relaxed);
                 if (atomic_compare_exchange_strong(&nn_state[c], &expect, nn_tag(g, NN_HELPER))) {
+                    int64_t t0 = nn_now_ns();
+                    atomic_fetch_add_explicit(&nn_h_delay_ns, t0 - atomic_load_explicit(&nn_post_ns, memory_order_relaxed), memory_order_relaxed);
                     nn_fn(&job, c);
+                    atomic_fetch_add_explicit(&nn_h_chunk_ns, nn_now_ns() - t0, memory_order_relaxed);
+                    atomic_fetch_add_explicit(&nn_h_chunks, 1, memory_order_relaxed);
                     expect = nn_tag(g, NN_HELPER);
                     atomic_compare_exchange_strong(&nn_state[c], &expect, nn_tag(g, NN_HDONE));
                 }
@@ -204,6 +210,7 @@ static uint64_t nn_pool_post(const nn_job* job, int wake) {
     atomic_thread_fence(memory_order_release);
     for (size_t i = 0; i < NN_JOB_WORDS; i++)
         atomic_store_explicit(&nn_words[i], w[i], memory_order_relaxed);
+    atomic_store_explicit(&nn_post_ns, nn_now_ns(), memory_order_relaxed);
     atomic_store(&nn_gen, g);
     if (wake) nn_wake();
     return g;
@@ -270,3 +277,8 @@ static inline void nn_copy_labels(const int64_t* src, int64_t* dst, int64_t n, i
 }
 
 #endif /* NNFAST_STEP_POOL_H */
+
+static void nn_instr(int64_t* out) {
+    out[0] = atomic_load(&nn_h_chunk_ns); out[1] = atomic_load(&nn_h_delay_ns);
+    out[2] = atomic_load(&nn_h_chunks);
+}

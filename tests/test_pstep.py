@@ -1,0 +1,236 @@
+"""EXPERIMENT (exp/parallel-step): the row-chunked Cython step (``pstep.pyx``) with and without
+its helper thread. Results must be bit-identical with the helper on and off (the chunks and
+their order of addition do not depend on who ran them), and within rounding of the K = 1 grid
+kernel; nothing may crash or differ under contention, after fork, or from several threads."""
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+import nnfast
+from nnfast import _blas, _constants as K
+
+pstep = pytest.importorskip("nnfast._cython.pstep")
+from nnfast._cython import grid, step  # noqa: E402
+
+RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+HIDDEN = {"relu": K.RELU, "tanh": K.TANH, "sigmoid": K.SIGMOID}
+
+
+@contextlib.contextmanager
+def helper(threads, chunks=2):
+    saved = pstep.threads, pstep.n_chunks, step.CHUNKED
+    pstep.threads, pstep.n_chunks, step.CHUNKED = threads, chunks, True
+    try:
+        yield
+    finally:
+        pstep.threads, pstep.n_chunks, step.CHUNKED = saved
+
+
+def problem(dt, sizes, m, out, seed=0):
+    rng = np.random.default_rng(seed)
+    sizes = np.array(sizes, np.int64)
+    n_w, n_b = int((sizes[:-1] * sizes[1:]).sum()), int(sizes[1:].sum())
+    X = rng.standard_normal((m, sizes[0])).astype(dt)
+    W = (rng.standard_normal((1, n_w)) * 0.5).astype(dt)
+    b = (rng.standard_normal((1, n_b)) * 0.1).astype(dt)
+    if out == "softmax":
+        y = rng.integers(0, sizes[-1], m).astype(np.int64)
+    elif out == "sigmoid":
+        y = rng.integers(0, 2, (m, sizes[-1])).astype(dt)
+    else:
+        y = rng.standard_normal((m, sizes[-1])).astype(dt)
+    return sizes, X, y, W, b
+
+
+def chunked(prob, out, kind, lam=0.1):
+    sizes, X, y, W, b = prob
+    dW, db = np.full_like(W, np.nan), np.full_like(b, np.nan)
+    J = getattr(pstep, out + "_step")(X, y, sizes, W, b, dW, db, kind, 0.01, lam)
+    return J, dW, db
+
+
+def per_grid(prob, out, kind, lam=0.1):
+    sizes, X, y, W, b = prob
+    m, n_b = X.shape[0], b.shape[1]
+    dW, db = np.empty_like(W), np.empty_like(b)
+    z, a, d = (np.empty((1, m * n_b), X.dtype) for _ in range(3))
+    if kind in (K.SIGMOID, K.TANH, K.IDENTITY):
+        a = z
+    J = getattr(grid, out + "_grid")(X, y, sizes, W, b, dW, db, z, a, d, kind, 0.01,
+                                     np.array([lam]))
+    return J, dW, db
+
+
+def same(r1, r2):
+    return r1[0] == r2[0] and np.array_equal(r1[1], r2[1]) and np.array_equal(r1[2], r2[2])
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("out", ["softmax", "sigmoid", "identity"])
+@pytest.mark.parametrize("hidden", sorted(HIDDEN))
+@pytest.mark.parametrize("chunks", [2, 4])
+def test_bit_identical_with_helper_and_close_to_grid(dt, out, hidden, chunks):
+    kind = HIDDEN[hidden]
+    with _blas.serial():
+        for m in (1, 3, 7, 201):
+            prob = problem(dt, [13, 9, 6, 3], m, out, seed=m)
+            with helper(1, chunks):
+                off = chunked(prob, out, kind)
+            with helper(2, chunks):
+                on = [chunked(prob, out, kind) for _ in range(20)]
+            for r in on:
+                assert same(r, off), (dt, out, hidden, m)
+            ref = per_grid(prob, out, kind)
+            rtol = RTOL[dt]
+            for got, want in zip(off[1:], ref[1:]):
+                np.testing.assert_allclose(got, want, rtol=rtol,
+                                           atol=rtol * np.abs(want).max(),
+                                           err_msg=f"{dt} {out} {hidden} m={m}")
+            assert abs(off[0] - ref[0]) <= rtol * abs(ref[0])
+
+
+def test_bad_labels_raise():
+    sizes, X, y, W, b = problem(np.float32, [4, 3, 2], 5, "softmax")
+    y[2] = 2
+    with helper(2), pytest.raises(ValueError, match="labels"):
+        chunked((sizes, X, y, W, b), "softmax", K.RELU)
+
+
+def fit_params(net_kw, X, y, threads, epochs=3):
+    with helper(threads), nnfast.use_backend("cython"):
+        net = nnfast.MLP(**net_kw)
+        net.fit(X, y, epochs=epochs, batch_size=37, seed=0, progress=False)
+        return net._layout.flat_params.copy()
+
+
+NETS = [dict(layer_sizes=[20, 16, 3], hidden="relu", output="softmax", seed=1),
+        dict(layer_sizes=[20, 12, 8, 1], hidden="tanh", output="sigmoid", l2=1e-3, seed=2,
+             dtype="float64"),
+        dict(layer_sizes=[20, 10, 2], hidden="sigmoid", output="identity", seed=3)]
+
+
+def data(kw, n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, kw["layer_sizes"][0])).astype(kw.get("dtype", "float32"))
+    k = kw["layer_sizes"][-1]
+    if kw["output"] == "softmax":
+        return X, rng.integers(0, k, n)
+    if kw["output"] == "sigmoid":
+        return X, rng.integers(0, 2, (n, k)).astype(X.dtype)
+    return X, rng.standard_normal((n, k)).astype(X.dtype)
+
+
+@pytest.mark.parametrize("kw", NETS, ids=lambda kw: kw["output"])
+def test_fit_bit_identical_with_helper(kw):
+    X, y = data(kw)
+    off = fit_params(kw, X, y, 1)
+    assert np.array_equal(fit_params(kw, X, y, 2), off)
+
+
+@pytest.fixture
+def busy_core():
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        burner.kill()
+        burner.wait()
+
+
+def test_stress_under_contention(busy_core):
+    """Thousands of steps of changing shapes (buffers grow, old ones retire) while another
+    process holds a core: every result equals the helper-free one, bit for bit."""
+    cases = []
+    for i, (dt, sizes, m, out) in enumerate([
+            (np.float32, [100, 64, 1], 200, "sigmoid"), (np.float64, [100, 64, 1], 200, "sigmoid"),
+            (np.float32, [64, 128, 64, 10], 64, "softmax"), (np.float32, [30, 7, 4], 37, "identity"),
+            (np.float64, [64, 256, 10], 301, "softmax")]):
+        prob = problem(dt, sizes, m, out, seed=i)
+        with helper(1), _blas.serial():
+            cases.append((prob, out, chunked(prob, out, K.RELU)))
+    before = pstep.stats()
+    with helper(2), _blas.serial():
+        for n in range(3000):
+            prob, out, want = cases[(n * 7) % len(cases)]
+            assert same(chunked(prob, out, K.RELU), want), n
+    after = pstep.stats()
+    assert after[0]
+    assert after[4] > before[4]                 # the helper did compute chunks
+    print("helper chunks:", after[4] - before[4], "taken over:", after[2] - before[2])
+
+
+def test_fit_under_contention(busy_core):
+    kw = NETS[0]
+    X, y = data(kw, n=2000)
+    off = fit_params(kw, X, y, 1, epochs=5)
+    assert np.array_equal(fit_params(kw, X, y, 2, epochs=5), off)
+
+
+def test_fork_child_trains_without_helper():
+    kw = NETS[1]
+    X, y = data(kw)
+    want = fit_params(kw, X, y, 1)
+    fit_params(kw, X, y, 2)                     # the helper runs in this process now
+    assert pstep.stats()[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)   # fork of a threaded process
+        pid = os.fork()
+    if pid == 0:                                 # child: no helper, same results
+        code = 1
+        try:
+            got = fit_params(kw, X, y, 2)
+            alive, child = pstep.stats()[:2]
+            code = 0 if np.array_equal(got, want) and not alive and child else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert np.array_equal(fit_params(kw, X, y, 2), want)      # the parent's helper still works
+
+
+def test_python_threads_train_at_once():
+    sets = [data(kw, seed=i) for i, kw in enumerate(NETS)]
+    want = [fit_params(kw, X, y, 1) for kw, (X, y) in zip(NETS, sets)]
+    got = [None] * (2 * len(NETS))
+    errors = []
+
+    def train(i):
+        try:
+            kw = NETS[i % len(NETS)]
+            X, y = sets[i % len(NETS)]
+            with nnfast.use_backend("cython"):
+                net = nnfast.MLP(**kw)
+                net.fit(X, y, epochs=3, batch_size=37, seed=0, progress=False)
+            got[i] = net._layout.flat_params.copy()
+        except BaseException as exc:           # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    with helper(2):
+        threads = [threading.Thread(target=train, args=(i,)) for i in range(len(got))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    for i, g in enumerate(got):
+        assert np.array_equal(g, want[i % len(NETS)]), i
+
+
+def test_interpreter_exit_joins_helper():
+    code = ("import numpy as np, nnfast\n"
+            "X = np.random.default_rng(0).standard_normal((500, 30)).astype('float32')\n"
+            "y = (X[:, 0] > 0).astype(np.int64)\n"
+            "with nnfast.use_backend('cython'):\n"
+            "    nnfast.MLP([30, 64, 2], seed=0).fit(X, y, epochs=2, batch_size=50, progress=False)\n"
+            "from nnfast._cython import pstep\n"
+            "assert pstep.stats()[0], pstep.stats()\n")
+    env = dict(os.environ, NNFAST_STEP_THREADS="2")
+    res = subprocess.run([sys.executable, "-c", code], env=env, timeout=120,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
