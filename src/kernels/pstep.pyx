@@ -62,6 +62,7 @@ cdef extern from "step_pool.h" nogil:
     int nn_alive
     int nn_child
     int64_t nn_spin_ns
+    int nn_spin_yield
     void nn_instr(int64_t* out)
 
 cdef enum:
@@ -195,11 +196,11 @@ cdef double reduce_slots(const nn_job* mine, const nn_job* helpers, const char* 
 cdef double caller_step(nn_job* mine, nn_job* helpers, bint use_helper, floating* dW,
                         floating* db, const floating* W, double lam) noexcept nogil:
     """Post the job (if the helper runs), claim chunks upwards, take over late ones, reduce."""
-    global chunk_ns
     cdef Py_ssize_t c, C = mine.n_chunks
     cdef uint64_t g = 0
     cdef char from_helper[NN_POOL_MAX_CHUNKS]
     cdef int64_t t0, budget
+    cdef double mflop = 6e-6 * mine.rows_max * (mine.n_w + mine.n_b), ns
     for c in range(C):
         from_helper[c] = 0
     if not use_helper:
@@ -211,9 +212,11 @@ cdef double caller_step(nn_job* mine, nn_job* helpers, bint use_helper, floating
         if nn_claim(g, c):
             t0 = nn_now_ns()
             chunk_work(mine, c)
-            chunk_ns = (3 * chunk_ns + (nn_now_ns() - t0)) // 4 if chunk_ns else nn_now_ns() - t0
-    # the helper's chunks: wait up to 1.5 chunk times after its claim, then take over
-    budget = 3 * chunk_ns // 2 if chunk_ns else 50000
+            ns = (nn_now_ns() - t0) / mflop
+            rate[mine.dtype] = (3 * rate[mine.dtype] + ns) / 4 if rate[mine.dtype] else ns
+    # the helper's chunks: wait up to 1.5 expected chunk times after its claim (the caller's
+    # running ns per flop for this dtype, so shapes may alternate), then take the chunk over
+    budget = <int64_t>(1.5 * rate[mine.dtype] * mflop) if rate[mine.dtype] else 50000
     for c in range(C):
         if nn_state_of(c) == nn_tag(g, NN_HDONE):
             from_helper[c] = 1
@@ -227,7 +230,8 @@ cdef double caller_step(nn_job* mine, nn_job* helpers, bint use_helper, floating
 
 
 # ---- module state (caller side: touched only under the GIL or by the _in_use holder) ----
-cdef int64_t chunk_ns = 0               # the caller's running mean chunk time
+cdef double rate[2]                     # per dtype: the caller's mean chunk ns per 10⁶ flops
+rate[0] = rate[1] = 0
 cdef int64_t taken[1]
 taken[0] = 0
 cdef void* caller_buf = NULL            # caller's workspace + slots (never seen by the helper)
@@ -243,18 +247,20 @@ n_chunks = int(os.environ.get("NNFAST_STEP_CHUNKS", "2"))
 threads = int(os.environ.get("NNFAST_STEP_THREADS", "1"))
 
 
-def set_spin_us(double us):
-    """How long the idle helper spins before parking on its semaphore."""
-    global nn_spin_ns
+def set_spin(double us, bint yield_=True):
+    """How long the idle helper spins before parking on its semaphore, and whether it calls
+    sched_yield() while spinning (else the pause instruction)."""
+    global nn_spin_ns, nn_spin_yield
     nn_spin_ns = <int64_t>(us * 1000)
+    nn_spin_yield = yield_
 
 
 def stats():
-    """(helper running, forked child, chunks the caller took over, caller's chunk time in ns,
-    helper's chunks, their total ns, total ns from post to the helper's claim)."""
+    """(helper running, forked child, chunks the caller took over, caller's ns per 10⁶ flops
+    of a chunk (float32, float64), helper's chunks, their total ns, total ns from post to the helper's claim)."""
     cdef int64_t h[3]
     nn_instr(h)
-    return bool(nn_alive), bool(nn_child), taken[0], chunk_ns, h[2], h[0], h[1]
+    return bool(nn_alive), bool(nn_child), taken[0], (rate[0], rate[1]), h[2], h[0], h[1]
 
 
 def _shutdown():

@@ -26,6 +26,7 @@
 #define NNFAST_STEP_POOL_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -72,6 +73,8 @@ static _Atomic uint64_t nn_state[NN_POOL_MAX_CHUNKS];
 static _Atomic int64_t nn_claim_ns[NN_POOL_MAX_CHUNKS];
 static _Atomic int nn_busy, nn_sleeping, nn_stop;
 static _Atomic int64_t nn_spin_ns = 200000;   /* helper spins this long after a job, then parks */
+static _Atomic int nn_spin_yield = 1;          /* spin with sched_yield(): a helper sharing the
+                                                 caller's core gives it the core back */
 static int nn_alive;                          /* caller side only (serialized by the GIL) */
 static int nn_child;                          /* this process is a fork child of one with a helper */
 static uint64_t nn_next_gen;
@@ -106,7 +109,10 @@ static void* nn_helper_main(void* arg) {
         uint64_t g = atomic_load_explicit(&nn_gen, memory_order_acquire);
         if (g == 0 || g == done) {
             if (nn_now_ns() - idle_since < atomic_load_explicit(&nn_spin_ns, memory_order_relaxed)) {
-                NN_RELAX();
+                if (atomic_load_explicit(&nn_spin_yield, memory_order_relaxed))
+                    sched_yield();
+                else
+                    NN_RELAX();
                 continue;
             }
             atomic_store(&nn_sleeping, 1);
