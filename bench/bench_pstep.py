@@ -1,17 +1,22 @@
-"""EXPERIMENT (exp/parallel-step): µs per model step, grid.pyx (K = 1) against pstep.pyx's
-row-chunked step without and with the helper thread. Run as a script:
-``python bench/bench_pstep.py [--busy]`` (--busy: one `while True: pass` process holds a core)."""
+"""EXPERIMENT (exp/parallel-step): µs per model step — grid.pyx at K = 1 (the serial step)
+against pstep.pyx's row-chunked step on the caller alone (t1) and with the helper thread (t2),
+for 2 and 4 chunks; and µs per step of MLP.fit. Configurations alternate in rounds (the load
+of a shared machine drifts). ``python bench/bench_pstep.py [--busy]``: --busy starts one
+``while True: pass`` process for the duration."""
+import os
 import subprocess
 import sys
 import time
 
 import numpy as np
 
+import nnfast
 from nnfast import _blas, _constants as K
-from nnfast._cython import grid, pstep
+from nnfast._cython import grid, pstep, step
 
 CASES = [([100, 64, 1], 200, np.float32, "sigmoid"), ([100, 64, 1], 200, np.float64, "sigmoid"),
          ([64, 128, 64, 10], 64, np.float32, "softmax")]
+GAP_US = 30     # Python work between two steps of a fit (optimizer, batch gather)
 
 
 def arrays(sizes, m, dt, out, rng):
@@ -25,52 +30,71 @@ def arrays(sizes, m, dt, out, rng):
     return sizes, X, y, W, b, np.empty_like(W), np.empty_like(b), np.empty((1, m * n_b), dt)
 
 
-def timed(call, n, gap_us):
-    """µs per call, median of 7 rounds of n calls, `gap_us` of Python busy work between calls
-    (a fit's optimizer and batch gather)."""
-    rounds = []
-    for _ in range(7):
-        total = 0.0
-        for _ in range(n):
-            t0 = time.perf_counter()
-            call()
-            total += time.perf_counter() - t0
-            end = time.perf_counter() + gap_us * 1e-6
-            while time.perf_counter() < end:
-                pass
-        rounds.append(total / n * 1e6)
-    return float(np.median(rounds))
+def calls(call, n, out):
+    for _ in range(n):
+        t0 = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - t0)
+        end = time.perf_counter() + GAP_US * 1e-6
+        while time.perf_counter() < end:
+            pass
 
 
-def main(busy=False, n=400, gap_us=30):
+def kernel_table(rng, rounds=5, n=300):
+    for sizes, m, dt, out in CASES:
+        s, X, y, W, b, dW, db, z = arrays(sizes, m, dt, out, rng)
+        a, d, lam = np.empty_like(z), np.empty_like(z), np.array([1e-4])
+        g, p = getattr(grid, out + "_grid"), getattr(pstep, out + "_step")
+        configs = {"grid": None, "c2t1": (2, 1), "c2t2": (2, 2), "c4t1": (4, 1), "c4t2": (4, 2)}
+        times = {k: [] for k in configs}
+        taken = {k: 0 for k in configs}
+        for _ in range(rounds):
+            for name, cfg in configs.items():
+                if cfg is None:
+                    calls(lambda: g(X, y, s, W, b, dW, db, z, a, d, K.RELU, 0.01, lam), n,
+                          times[name])
+                    continue
+                pstep.n_chunks, pstep.threads = cfg
+                t0 = pstep.stats()[2]
+                calls(lambda: p(X, y, s, W, b, dW, db, K.RELU, 0.01, 1e-4), n, times[name])
+                taken[name] += pstep.stats()[2] - t0
+        print(f"{'-'.join(map(str, sizes))} m={m} {np.dtype(dt).name}:")
+        for name, t in times.items():
+            t = np.array(t) * 1e6
+            print(f"  {name:5s} mean {t.mean():6.1f}  p50 {np.median(t):6.1f}  "
+                  f"p90 {np.percentile(t, 90):6.1f}  p99 {np.percentile(t, 99):7.1f} µs"
+                  + (f"  taken over {taken[name]}/{rounds * n}" if configs[name] else ""))
+
+
+def fit_table(rng, epochs=3):
+    X = rng.standard_normal((20000, 100)).astype(np.float32)
+    y = (X[:, :3].sum(1) > 0).astype(np.int64)
+    times = {"grid": [], "c2t2": []}
+    for _ in range(3):
+        for name in times:
+            step.CHUNKED = name != "grid"
+            pstep.n_chunks, pstep.threads = 2, 2
+            with nnfast.use_backend("cython"):
+                net = nnfast.MLP([100, 64, 2], seed=0)
+                t0 = time.perf_counter()
+                net.fit(X, y, epochs=epochs, batch_size=200, seed=0, progress=False, tol=None)
+                times[name].append((time.perf_counter() - t0) / (epochs * 100) * 1e6)
+    step.CHUNKED = False
+    print("MLP.fit 100-64-2 softmax, batch 200, float32, Adam: µs per step (incl. Python) "
+          + "  ".join(f"{k} {min(v):.1f}" for k, v in times.items()))
+
+
+def main(busy=False):
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
-    rng = np.random.default_rng(0)
-    rows = []
     try:
+        print(f"load average {os.getloadavg()}, busy loop: {busy}")
         with _blas.serial():
-            for sizes, m, dt, out in CASES:
-                s, X, y, W, b, dW, db, z = arrays(sizes, m, dt, out, rng)
-                a, d = np.empty_like(z), np.empty_like(z)
-                lam = np.array([1e-4])
-                g = getattr(grid, out + "_grid")
-                p = getattr(pstep, out + "_step")
-                res = {"grid": timed(lambda: g(X, y, s, W, b, dW, db, z, a, d, K.RELU, 0.01, lam),
-                                     n, gap_us)}
-                for chunks in (2, 4):
-                    pstep.n_chunks = chunks
-                    for threads in (1, 2):
-                        pstep.threads = threads
-                        t0 = pstep.stats()[2]
-                        res[f"c{chunks}t{threads}"] = timed(
-                            lambda: p(X, y, s, W, b, dW, db, K.RELU, 0.01, 1e-4), n, gap_us)
-                        res[f"c{chunks}t{threads}_taken"] = pstep.stats()[2] - t0
-                rows.append((f"{'-'.join(map(str, sizes))} m={m} {np.dtype(dt).name}", res))
+            kernel_table(np.random.default_rng(0))
+        fit_table(np.random.default_rng(1))
+        print(f"load average {os.getloadavg()}")
     finally:
         if burner is not None:
             burner.kill()
-    for name, res in rows:
-        print(name, " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
-                             for k, v in res.items()))
 
 
 if __name__ == "__main__":

@@ -165,6 +165,42 @@ def test_stress_under_contention(busy_core):
     print("helper chunks:", after[4] - before[4], "taken over:", after[2] - before[2])
 
 
+@pytest.mark.parametrize("delay_us", [0, 300])
+def test_inputs_freed_and_rewritten_after_return(busy_core, delay_us):
+    """The caller may free or rewrite its arrays as soon as a step returns, while a descheduled
+    helper may still be in one of that step's chunks (delay_us: the helper sleeps in every chunk
+    it claims, so the caller takes them over and returns with the helper still inside): labels
+    rewritten out of range, arrays dropped, shapes changing (buffers retired). Nothing may
+    crash, and every result must equal the helper-free one."""
+    rng = np.random.default_rng(5)
+    before = pstep.stats()
+    shapes = [([40, 30, 5], 50), ([40, 30, 5], 9), ([12, 64, 32, 7], 120), ([5, 3, 2], 2),
+              ([40, 300, 5], 400)]
+    pstep.set_test_delay(delay_us)
+    try:
+        _freed_and_rewritten(rng, shapes)
+    finally:
+        pstep.set_test_delay(0)
+    after = pstep.stats()
+    print("helper chunks:", after[4] - before[4], "taken over:", after[2] - before[2])
+    if delay_us:
+        assert after[2] - before[2] > 50          # the stale-helper path did run
+
+
+def _freed_and_rewritten(rng, shapes):
+    with helper(2), _blas.serial():
+        for n in range(2000):
+            sizes, m = shapes[n % len(shapes)]
+            prob = problem(np.float32, sizes, m, "softmax", seed=n)
+            with helper(1):
+                want = chunked(tuple(a.copy() for a in prob), "softmax", K.TANH)
+            got = chunked(prob, "softmax", K.TANH)
+            prob[2][:] = rng.integers(-2**62, 2**62, m)         # labels: garbage indices
+            prob[1][:] = np.nan
+            del prob
+            assert same(got, want), n
+
+
 def test_fit_under_contention(busy_core):
     kw = NETS[0]
     X, y = data(kw, n=2000)

@@ -63,6 +63,7 @@ cdef extern from "step_pool.h" nogil:
     int nn_child
     int64_t nn_spin_ns
     int nn_spin_yield
+    int64_t nn_test_delay_ns
     void nn_instr(int64_t* out)
 
 cdef enum:
@@ -199,8 +200,8 @@ cdef double caller_step(nn_job* mine, nn_job* helpers, bint use_helper, floating
     cdef Py_ssize_t c, C = mine.n_chunks
     cdef uint64_t g = 0
     cdef char from_helper[NN_POOL_MAX_CHUNKS]
-    cdef int64_t t0, budget
-    cdef double mflop = 6e-6 * mine.rows_max * (mine.n_w + mine.n_b), ns
+    cdef int64_t t0, budget, expect, last = 0
+    cdef double mflop = 6e-6 * mine.rows_max * (mine.n_w + mine.n_b)
     for c in range(C):
         from_helper[c] = 0
     if not use_helper:
@@ -212,11 +213,16 @@ cdef double caller_step(nn_job* mine, nn_job* helpers, bint use_helper, floating
         if nn_claim(g, c):
             t0 = nn_now_ns()
             chunk_work(mine, c)
-            ns = (nn_now_ns() - t0) / mflop
-            rate[mine.dtype] = (3 * rate[mine.dtype] + ns) / 4 if rate[mine.dtype] else ns
-    # the helper's chunks: wait up to 1.5 expected chunk times after its claim (the caller's
-    # running ns per flop for this dtype, so shapes may alternate), then take the chunk over
-    budget = <int64_t>(1.5 * rate[mine.dtype] * mflop) if rate[mine.dtype] else 50000
+            last = nn_now_ns() - t0
+            rate[mine.dtype] = (3 * rate[mine.dtype] + last / mflop) / 4 if rate[mine.dtype] \
+                else last / mflop
+    # the helper's chunks: wait up to 1.5 expected chunk times after its claim, then take the
+    # chunk over. Expected: the lesser of this step's chunk on the caller (if it ran one) and
+    # the caller's running ns per flop for this dtype (a preempted chunk inflates one of them)
+    expect = <int64_t>(rate[mine.dtype] * mflop) if rate[mine.dtype] else 50000
+    if last and last < expect:
+        expect = last
+    budget = 3 * expect // 2 + 2000
     for c in range(C):
         if nn_state_of(c) == nn_tag(g, NN_HDONE):
             from_helper[c] = 1
@@ -253,6 +259,13 @@ def set_spin(double us, bint yield_=True):
     global nn_spin_ns, nn_spin_yield
     nn_spin_ns = <int64_t>(us * 1000)
     nn_spin_yield = yield_
+
+
+def set_test_delay(double us):
+    """Tests: the helper sleeps ``us`` in every chunk it claims before computing it (so the
+    caller takes the chunk over and returns while the helper is still in it)."""
+    global nn_test_delay_ns
+    nn_test_delay_ns = <int64_t>(us * 1000)
 
 
 def stats():

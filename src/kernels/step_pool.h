@@ -75,6 +75,8 @@ static _Atomic int nn_busy, nn_sleeping, nn_stop;
 static _Atomic int64_t nn_spin_ns = 200000;   /* helper spins this long after a job, then parks */
 static _Atomic int nn_spin_yield = 1;          /* spin with sched_yield(): a helper sharing the
                                                  caller's core gives it the core back */
+static _Atomic int64_t nn_test_delay_ns;       /* tests: the helper sleeps this long in every chunk
+                                                 it claims (a descheduled helper, on demand) */
 static int nn_alive;                          /* caller side only (serialized by the GIL) */
 static int nn_child;                          /* this process is a fork child of one with a helper */
 static uint64_t nn_next_gen;
@@ -144,6 +146,11 @@ static void* nn_helper_main(void* arg) {
                 if (atomic_compare_exchange_strong(&nn_state[c], &expect, nn_tag(g, NN_HELPER))) {
                     int64_t t0 = nn_now_ns();
                     atomic_fetch_add_explicit(&nn_h_delay_ns, t0 - atomic_load_explicit(&nn_post_ns, memory_order_relaxed), memory_order_relaxed);
+                    int64_t delay = atomic_load_explicit(&nn_test_delay_ns, memory_order_relaxed);
+                    if (delay > 0) {
+                        struct timespec ts = {delay / 1000000000, delay % 1000000000};
+                        nanosleep(&ts, NULL);
+                    }
                     nn_fn(&job, c);
                     atomic_fetch_add_explicit(&nn_h_chunk_ns, nn_now_ns() - t0, memory_order_relaxed);
                     atomic_fetch_add_explicit(&nn_h_chunks, 1, memory_order_relaxed);

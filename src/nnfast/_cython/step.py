@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from .. import _blas
 from .._network.passes import LayerByLayer
 from . import activations, batchnorm, dense, grid, losses, pstep
 
@@ -33,8 +34,11 @@ class _Network(LayerByLayer):
             return super().objective(net, ws, X, y, training, update_stats, with_grads)
         sizes, weights, biases, dweights, dbiases = arrays
         if CHUNKED:     # ws's z, a, δ stay untouched: the chunks run on pstep's own buffers
-            return _CHUNKED_KERNELS[net.output](X, y, sizes, weights, biases, dweights,
-                                                dbiases, net._kind, net.slope, net.l2)
+            # One BLAS thread (a no-op inside fit/train_step, which set it already): two
+            # threads in OpenBLAS's threaded GEMM would serialize on its lock.
+            with _blas.serial(ws.gemm_work):
+                return _CHUNKED_KERNELS[net.output](X, y, sizes, weights, biases, dweights,
+                                                    dbiases, net._kind, net.slope, net.l2)
         zbuf, abuf, dbuf = ws.flat_arrays
         return _KERNELS[net.output](X, y, sizes, weights, biases, dweights, dbiases, zbuf, abuf,
                                     dbuf, net._kind, net.slope, np.array([net.l2]))
