@@ -96,6 +96,7 @@ def main(busy=False):
     finally:
         if burner is not None:
             burner.kill()
+            burner.wait()
 
 
 if __name__ == "__main__":

@@ -230,6 +230,41 @@ def test_fork_child_trains_without_helper():
     assert np.array_equal(fit_params(kw, X, y, 2), want)      # the parent's helper still works
 
 
+def test_fork_while_the_helper_is_in_a_chunk():
+    """fork() waits for the helper to leave its chunk (it could hold an OpenBLAS lock there);
+    the child trains."""
+    kw = NETS[0]
+    X, y = data(kw)
+    want = fit_params(kw, X, y, 1)
+    prob = problem(np.float32, [100, 64, 1], 200, "sigmoid")
+    pstep.set_test_delay(20000)
+    try:
+        with helper(2), _blas.serial():
+            for _ in range(5):
+                chunked(prob, "sigmoid", K.RELU)    # the helper sleeps 20 ms in what it claims
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = 0 if np.array_equal(fit_params(kw, X, y, 2), want) else 2
+            finally:
+                os._exit(code)
+    finally:
+        pstep.set_test_delay(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_serial_by_default():
+    code = "from nnfast._cython import pstep, step; print(step.CHUNKED, pstep.threads)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NNFAST_STEP")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["False", "1"]
+
+
 def test_python_threads_train_at_once():
     sets = [data(kw, seed=i) for i, kw in enumerate(NETS)]
     want = [fit_params(kw, X, y, 1) for kw, (X, y) in zip(NETS, sets)]

@@ -20,7 +20,8 @@
  *
  * The caller never waits for the helper: it claims chunks too, and a chunk the helper holds
  * past its expected time is taken over (CAS HELPER -> TAKEN) and computed into the caller's slot.
- * After fork() the child has no helper (nn_alive = 0); everything runs on the caller.
+ * fork() first waits for the helper to leave its chunk (nn_forking); the child has no helper
+ * (nn_alive = 0) and runs every chunk on the caller.
  */
 #ifndef NNFAST_STEP_POOL_H
 #define NNFAST_STEP_POOL_H
@@ -72,6 +73,7 @@ static _Atomic uint64_t nn_words[NN_JOB_WORDS];
 static _Atomic uint64_t nn_state[NN_POOL_MAX_CHUNKS];
 static _Atomic int64_t nn_claim_ns[NN_POOL_MAX_CHUNKS];
 static _Atomic int nn_busy, nn_sleeping, nn_stop;
+static _Atomic int nn_forking;     /* fork() in progress: the helper takes no chunk */
 static _Atomic int64_t nn_spin_ns = 200000;   /* helper spins this long after a job, then parks */
 static _Atomic int nn_spin_yield = 1;          /* spin with sched_yield(): a helper sharing the
                                                  caller's core gives it the core back */
@@ -131,7 +133,7 @@ static void* nn_helper_main(void* arg) {
         }
         atomic_store(&nn_busy, 1);
         g = atomic_load(&nn_gen);
-        if (g == 0 || g == done) {
+        if (g == 0 || g == done || atomic_load(&nn_forking)) {
             atomic_store_explicit(&nn_busy, 0, memory_order_release);
             continue;
         }
@@ -166,7 +168,20 @@ static void* nn_helper_main(void* arg) {
     return NULL;
 }
 
+static void nn_atfork_prepare(void) {
+    /* Let the helper leave its chunk first: fork() while it is inside OpenBLAS could copy a
+     * lock it holds into the child, locked forever. Waits at most one chunk (or the time slice
+     * of a descheduled helper). */
+    atomic_store(&nn_forking, 1);
+    while (atomic_load(&nn_busy)) sched_yield();
+}
+
+static void nn_atfork_parent(void) {
+    atomic_store(&nn_forking, 0);
+}
+
 static void nn_atfork_child(void) {
+    atomic_store(&nn_forking, 0);
     /* The helper does not exist in the child: run everything on the caller from now on. */
     if (nn_alive) nn_child = 1;
     nn_alive = 0;
@@ -179,7 +194,7 @@ static int nn_pool_start(nn_chunk_fn fn) {
     if (nn_alive) return 1;
     if (nn_child) return 0;
     if (!nn_atfork_done) {
-        if (pthread_atfork(NULL, NULL, nn_atfork_child) != 0) return 0;
+        if (pthread_atfork(nn_atfork_prepare, nn_atfork_parent, nn_atfork_child) != 0) return 0;
         nn_atfork_done = 1;
     }
     nn_fn = fn;
