@@ -19,8 +19,9 @@ from . import activations, batchnorm, dense, grid, losses, pstep
 
 _KERNELS = {"softmax": grid.softmax_grid, "sigmoid": grid.sigmoid_grid,
             "identity": grid.identity_grid}
-#: EXPERIMENT: the row-chunked step of ``pstep.pyx`` (a helper thread when
-#: ``pstep.threads > 1``, NNFAST_STEP_THREADS); ``pstep.n_chunks`` chunks (NNFAST_STEP_CHUNKS).
+#: EXPERIMENT: the row-chunked step of ``pstep.pyx`` (NNFAST_STEP_THREADS=2: on, with its helper
+#: thread, ``pstep.threads``); ``pstep.n_chunks`` chunks (NNFAST_STEP_CHUNKS, default 2). Off by
+#: default. Results are the same with and without the helper, not bit-equal to the grid kernel.
 CHUNKED = os.environ.get("NNFAST_STEP_THREADS", "1") not in ("", "0", "1")
 _CHUNKED_KERNELS = {"softmax": pstep.softmax_step, "sigmoid": pstep.sigmoid_step,
                     "identity": pstep.identity_step}
