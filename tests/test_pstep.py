@@ -282,6 +282,7 @@ def test_python_threads_train_at_once():
         except BaseException as exc:           # noqa: BLE001 (reported below)
             errors.append(exc)
 
+    private = pstep.stats()[7]
     with helper(2):
         threads = [threading.Thread(target=train, args=(i,)) for i in range(len(got))]
         for t in threads:
@@ -291,6 +292,7 @@ def test_python_threads_train_at_once():
     assert not errors, errors
     for i, g in enumerate(got):
         assert np.array_equal(g, want[i % len(NETS)]), i
+    print("steps on private buffers:", pstep.stats()[7] - private)
 
 
 def test_interpreter_exit_joins_helper():

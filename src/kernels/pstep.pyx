@@ -247,8 +247,8 @@ cdef double caller_step(nn_job* mine, nn_job* helpers, bint use_helper, floating
 # ---- module state (caller side: touched only under the GIL or by the _in_use holder) ----
 cdef double rate[2]                     # per dtype: the caller's mean chunk ns per 10⁶ flops
 rate[0] = rate[1] = 0
-cdef int64_t taken[1]
-taken[0] = 0
+cdef int64_t taken[2]                   # chunks taken over; steps run on private buffers
+taken[0] = taken[1] = 0
 cdef void* caller_buf = NULL            # caller's workspace + slots (never seen by the helper)
 cdef size_t caller_cap = 0
 cdef void* helper_buf = NULL            # helper's workspace + slots (retired when replaced)
@@ -282,7 +282,8 @@ def stats():
     of a chunk (float32, float64), helper's chunks, their total ns, total ns from post to the helper's claim)."""
     cdef int64_t h[3]
     nn_instr(h)
-    return bool(nn_alive), bool(nn_child), taken[0], (rate[0], rate[1]), h[2], h[0], h[1]
+    return (bool(nn_alive), bool(nn_child), taken[0], (rate[0], rate[1]), h[2], h[0], h[1],
+            taken[1])
 
 
 def _shutdown():
@@ -365,6 +366,7 @@ cdef double run(int output, const floating[:, ::1] X, object y_obj, const long l
     mine.W, mine.b = &weights[0, 0], &biases[0, 0]
     need = layout_bytes(&mine, item)
     if _in_use:                         # another Python thread holds the pool: run alone
+        taken[1] += 1
         private = malloc(need)
         if private == NULL:
             raise MemoryError()
