@@ -24,12 +24,12 @@ HIDDEN = {"relu": K.RELU, "tanh": K.TANH, "sigmoid": K.SIGMOID}
 
 @contextlib.contextmanager
 def helper(threads, chunks=2):
-    saved = pstep.threads, pstep.n_chunks, step.CHUNKED
-    pstep.threads, pstep.n_chunks, step.CHUNKED = threads, chunks, True
+    saved = pstep.threads, pstep.n_chunks, step.CHUNKED, step.pstep
+    pstep.threads, pstep.n_chunks, step.CHUNKED, step.pstep = threads, chunks, True, pstep
     try:
         yield
     finally:
-        pstep.threads, pstep.n_chunks, step.CHUNKED = saved
+        pstep.threads, pstep.n_chunks, step.CHUNKED, step.pstep = saved
 
 
 def problem(dt, sizes, m, out, seed=0):

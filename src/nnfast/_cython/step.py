@@ -15,16 +15,23 @@ import numpy as np
 
 from .. import _blas
 from .._network.passes import LayerByLayer
-from . import activations, batchnorm, dense, grid, losses, pstep
+from . import activations, batchnorm, dense, grid, losses
 
 _KERNELS = {"softmax": grid.softmax_grid, "sigmoid": grid.sigmoid_grid,
             "identity": grid.identity_grid}
-#: EXPERIMENT: the row-chunked step of ``pstep.pyx`` (NNFAST_STEP_THREADS=2: on, with its helper
-#: thread, ``pstep.threads``); ``pstep.n_chunks`` chunks (NNFAST_STEP_CHUNKS, default 2). Off by
-#: default. Results are the same with and without the helper, not bit-equal to the grid kernel.
-CHUNKED = os.environ.get("NNFAST_STEP_THREADS", "1") not in ("", "0", "1")
-_CHUNKED_KERNELS = {"softmax": pstep.softmax_step, "sigmoid": pstep.sigmoid_step,
-                    "identity": pstep.identity_step}
+#: EXPERIMENT, opt-in: the row-chunked step of ``pstep.pyx`` with its helper thread
+#: (NNFAST_STEP_THREADS=2; ``pstep.threads``), ``pstep.n_chunks`` chunks (NNFAST_STEP_CHUNKS,
+#: default 2). Off by default, and on builds without ``pstep`` (it is built on Linux only).
+#: Results are the same with and without the helper, not bit-equal to the grid kernel's.
+CHUNKED = os.environ.get("NNFAST_STEP_THREADS", "1").strip() not in ("", "0", "1")
+pstep = None
+if CHUNKED:
+    try:
+        from . import pstep
+    except ImportError:
+        CHUNKED = False
+_CHUNKED_KERNELS = {"softmax": "softmax_step", "sigmoid": "sigmoid_step",
+                    "identity": "identity_step"}
 
 
 class _Network(LayerByLayer):
@@ -38,8 +45,9 @@ class _Network(LayerByLayer):
             # One BLAS thread (a no-op inside fit/train_step, which set it already): two
             # threads in OpenBLAS's threaded GEMM would serialize on its lock.
             with _blas.serial(ws.gemm_work):
-                return _CHUNKED_KERNELS[net.output](X, y, sizes, weights, biases, dweights,
-                                                    dbiases, net._kind, net.slope, net.l2)
+                kernel = getattr(pstep, _CHUNKED_KERNELS[net.output])
+                return kernel(X, y, sizes, weights, biases, dweights, dbiases, net._kind,
+                              net.slope, net.l2)
         zbuf, abuf, dbuf = ws.flat_arrays
         return _KERNELS[net.output](X, y, sizes, weights, biases, dweights, dbiases, zbuf, abuf,
                                     dbuf, net._kind, net.slope, np.array([net.l2]))
