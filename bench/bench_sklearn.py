@@ -108,15 +108,18 @@ def run_one(impl, name, n=None, epochs=None):
     return out
 
 
-def run_fresh(impl, name, blas_threads=None):
+def run_fresh(impl, name, blas_threads=None, step_threads=None):
     """``run_one`` in a fresh Python process (first-call overhead included); ``blas_threads``
-    sets OPENBLAS_NUM_THREADS / OMP_NUM_THREADS there (default: the environment's)."""
+    sets OPENBLAS_NUM_THREADS / OMP_NUM_THREADS there (default: the environment's),
+    ``step_threads`` NNFAST_STEP_THREADS (2: nnfast's opt-in two-thread step)."""
     code = ("import json, bench.bench_sklearn as b; "
             f"print(json.dumps(b.run_one({impl!r}, {name!r})))")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     if blas_threads is not None:
         env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(blas_threads)
+    if step_threads is not None:
+        env["NNFAST_STEP_THREADS"] = str(step_threads)
     res = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
                          text=True, check=True, env=env)
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -145,14 +148,43 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="BLAS threads of every fit's process (both implementations)")
+    parser.add_argument("--step-threads", type=int, default=None,
+                        help="NNFAST_STEP_THREADS of every fit's process (2: nnfast's opt-in "
+                             "two-thread step; scikit-learn ignores it)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="fresh processes per (case, implementation), interleaved; the "
+                             "table shows medians (for a shared, noisy machine)")
     args = parser.parse_args(argv)
-    results = []
-    for name in CASES:
-        for impl in ("sklearn", "nnfast", "patched"):
-            results.append(run_fresh(impl, name, args.blas_threads))
-            print(json.dumps(results[-1]), flush=True)
+    runs = []
+    for _ in range(args.repeats):
+        for name in CASES:
+            for impl in ("sklearn", "nnfast", "patched"):
+                runs.append(run_fresh(impl, name, args.blas_threads, args.step_threads))
+                print(json.dumps(runs[-1]), flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    results = medians(runs)
+    if args.repeats > 1:
+        print(f"medians of {args.repeats} fresh processes each; seconds min-max:")
+        for r in results:
+            print(f"  {r['case']} {r['impl']}: {r['min']:.2f}-{r['max']:.2f} s")
     print(table(results))
+
+
+def medians(runs):
+    """One result per (case, implementation): the median seconds (and GEMM seconds) of its
+    runs, with their min and max; accuracy of the first run (every run trains the same)."""
+    import statistics
+
+    out = []
+    for key in dict.fromkeys((r["case"], r["impl"]) for r in runs):
+        group = [r for r in runs if (r["case"], r["impl"]) == key]
+        merged = dict(group[0])
+        seconds = [r["seconds"] for r in group]
+        merged.update(seconds=statistics.median(seconds), min=min(seconds), max=max(seconds))
+        if "gemm_seconds" in merged:
+            merged["gemm_seconds"] = statistics.median(r["gemm_seconds"] for r in group)
+        out.append(merged)
+    return out
 
 
 def test_bench_sklearn_smoke():

@@ -148,8 +148,10 @@ def test_stress_under_contention(busy_core):
     process holds a core: every result equals the helper-free one, bit for bit."""
     cases = []
     for i, (dt, sizes, m, out) in enumerate([
-            (np.float32, [100, 64, 1], 200, "sigmoid"), (np.float64, [100, 64, 1], 200, "sigmoid"),
-            (np.float32, [64, 128, 64, 10], 64, "softmax"), (np.float32, [30, 7, 4], 37, "identity"),
+            (np.float32, [100, 64, 1], 200, "sigmoid"),
+            (np.float64, [100, 64, 1], 200, "sigmoid"),
+            (np.float32, [64, 128, 64, 10], 64, "softmax"),
+            (np.float32, [30, 7, 4], 37, "identity"),
             (np.float64, [64, 256, 10], 301, "softmax")]):
         prob = problem(dt, sizes, m, out, seed=i)
         with helper(1), _blas.serial():
@@ -300,7 +302,8 @@ def test_interpreter_exit_joins_helper():
             "X = np.random.default_rng(0).standard_normal((500, 30)).astype('float32')\n"
             "y = (X[:, 0] > 0).astype(np.int64)\n"
             "with nnfast.use_backend('cython'):\n"
-            "    nnfast.MLP([30, 64, 2], seed=0).fit(X, y, epochs=2, batch_size=50, progress=False)\n"
+            "    nnfast.MLP([30, 64, 2], seed=0).fit(X, y, epochs=2, batch_size=50,\n"
+            "                                        progress=False)\n"
             "from nnfast._cython import pstep\n"
             "assert pstep.stats()[0], pstep.stats()\n")
     env = dict(os.environ, NNFAST_STEP_THREADS="2")
