@@ -4,41 +4,15 @@ functions and arguments; its docstring describes the model-major buffers).
 For every model k — its weights, biases, gradients and workspace are row k of the (K, ·)
 buffers, in ``MLP``'s layout — one pass without the GIL: forward (GEMM, + b, g), the loss with
 its output delta (``loss_terms.pxd``, as ``losses.pyx``), backpropagation (dW = a_prevᵀ δ,
-db = Σ δ, δ_prev = δ Wᵀ .* g'), and the L2 term λ_k/m · W with λ_k/(2m) Σ W² (Σ in double).
-The GEMMs are ``blas.pxd``'s, on one BLAS call each per layer and model; the epilogues are the
-shared blocks of ``kernel_common.pxd``. Compiled ahead of time: a sweep's first step costs no
+db = Σ δ, δ_prev = δ Wᵀ .* g') — ``model_pass.pxd``'s ``rows_pass``, shared with the row-chunked
+step of ``pstep.pyx`` — and the L2 term λ_k/m · W with λ_k/(2m) Σ W² (Σ in double). The GEMMs
+are ``blas.pxd``'s, on one BLAS call each per layer and model; the epilogues are the shared
+blocks of ``kernel_common.pxd``. Compiled ahead of time: a sweep's first step costs no
 compilation (the Numba kernel's first call in a process loads ~0.3 s of cached code).
 """
 from cython cimport floating
 
-from blas cimport gemm
-from kernel_common cimport IDENTITY, SIGMOID, TANH, grad_mul_block, unary_block
-from loss_terms cimport BCE, MSE, loss_block, softmax_xent_rows
-
-cdef enum:
-    SOFTMAX_OUT = 0
-    SIGMOID_OUT = 1
-    IDENTITY_OUT = 2
-
-
-cdef inline double sum_squares(const floating* w, Py_ssize_t n) noexcept nogil:
-    """Σ w² in double over eight interleaved partial sums: one running sum is a chain of
-    dependent adds that strict IEEE order keeps serial (measured: 15 µs of an 82 µs model step
-    on 17k weights); eight independent ones pipeline. Only the reported J depends on the order;
-    dW does not."""
-    cdef double acc[8]
-    cdef Py_ssize_t i, j
-    cdef double total = 0
-    for j in range(8):
-        acc[j] = 0
-    for i in range(0, n - n % 8, 8):
-        for j in range(8):
-            acc[j] += <double>w[i + j] * <double>w[i + j]
-    for i in range(n - n % 8, n):
-        total += <double>w[i] * <double>w[i]
-    for j in range(8):
-        total += acc[j]
-    return total
+from model_pass cimport IDENTITY_OUT, SIGMOID_OUT, SOFTMAX_OUT, rows_pass, sum_squares
 
 
 cdef double model_step(int output, const floating* X, const long long* labels,
@@ -47,51 +21,13 @@ cdef double model_step(int output, const floating* X, const long long* labels,
                        floating* a, floating* d, int kind, floating slope,
                        double lam) noexcept nogil:
     """One model's forward, loss, backward and L2 term on the m rows of X; returns J."""
-    cdef Py_ssize_t i, r, j, fi, fo, wo = 0, bo = 0, zo = 0, n_w
-    cdef const floating* a_prev = X
-    cdef floating* zi
-    cdef floating* ai
-    cdef floating* di
-    cdef floating inv_m = <floating>(1.0 / m), s
-    cdef double loss
-    for i in range(L):                                   # forward
-        fi, fo = sizes[i], sizes[i + 1]
-        zi, ai = z + zo, a + zo
-        gemm(c'N', c'N', <int>fo, <int>m, <int>fi, W + wo, <int>fo, a_prev, <int>fi, zi, <int>fo)
-        for r in range(m):
-            for j in range(fo):
-                zi[r * fo + j] = zi[r * fo + j] + b[bo + j]
-        if i < L - 1 and (kind != IDENTITY or ai != zi):
-            unary_block(kind, slope, zi, ai, m * fo)
-        a_prev = ai
-        wo, bo, zo = wo + fi * fo, bo + fo, zo + m * fo
-    n_w = wo
-    zi, di = z + zo - m * fo, d + zo - m * fo            # the logits and their delta
-    if output == SOFTMAX_OUT:
-        loss = softmax_xent_rows(zi, labels, di, m, fo, inv_m) / m
-    elif output == SIGMOID_OUT:
-        loss = loss_block(BCE, zi, t, di, inv_m, m * fo) / m
-    else:
-        loss = loss_block(MSE, zi, t, di, inv_m, m * fo) / (2 * m)
-    for i in range(L - 1, -1, -1):                       # backward
-        fi, fo = sizes[i], sizes[i + 1]
-        wo, bo, zo = wo - fi * fo, bo - fo, zo - m * fo
-        di = d + zo
-        a_prev = X if i == 0 else a + zo - m * fi
-        # dW (fi, fo) = a_prevᵀ δ  <=>  column-major dWᵀ (fo×fi) = δᵀ (fo×m) · a_prev (m×fi)
-        gemm(c'N', c'T', <int>fo, <int>fi, <int>m, di, <int>fo, a_prev, <int>fi, dW + wo,
-             <int>fo)
-        for j in range(fo):
-            db[bo + j] = 0
-        for r in range(m):
-            for j in range(fo):
-                db[bo + j] = db[bo + j] + di[r * fo + j]
-        if i > 0:
-            # δ_prev (m, fi) = δ Wᵀ  <=>  column-major δ_prevᵀ (fi×m) = W (fi×fo)ᵀᵀ · δᵀ
-            gemm(c'T', c'N', <int>fi, <int>m, <int>fo, W + wo, <int>fo, di, <int>fo,
-                 d + zo - m * fi, <int>fi)
-            grad_mul_block(kind, slope, (a if kind == SIGMOID or kind == TANH else z) + zo - m * fi,
-                           d + zo - m * fi, m * fi)
+    cdef Py_ssize_t i, j, n_w = 0
+    cdef floating s
+    cdef double loss = rows_pass(output, X, labels, t, sizes, L, m, <floating>(1.0 / m), W, b,
+                                 dW, db, z, a, d, kind, slope)
+    loss = loss / (2 * m) if output == IDENTITY_OUT else loss / m
+    for i in range(L):
+        n_w += sizes[i] * sizes[i + 1]
     if lam != 0:                                         # L2: dW += λ/m · W, J += λ/(2m) Σ W²
         s = <floating>(lam / m)
         for j in range(n_w):

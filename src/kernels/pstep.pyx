@@ -31,9 +31,8 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
-from blas cimport gemm
-from kernel_common cimport IDENTITY, SIGMOID, TANH, grad_mul_block, unary_block
-from loss_terms cimport BCE, MSE, loss_block, softmax_xent_rows
+from kernel_common cimport IDENTITY, SIGMOID, TANH
+from model_pass cimport IDENTITY_OUT, SIGMOID_OUT, SOFTMAX_OUT, rows_pass, sum_squares
 
 cdef extern from "step_pool.h" nogil:
     enum:
@@ -75,94 +74,29 @@ cdef extern from "step_pool.h" nogil:
     int64_t nn_test_delay_ns
     void nn_instr(int64_t* out)
 
-cdef enum:
-    SOFTMAX_OUT = 0
-    SIGMOID_OUT = 1
-    IDENTITY_OUT = 2
-
-
-cdef inline double sum_squares(const floating* w, Py_ssize_t n) noexcept nogil:
-    """Σ w² in double over eight interleaved partial sums (as grid.pyx)."""
-    cdef double acc[8]
-    cdef Py_ssize_t i, j
-    cdef double total = 0
-    for j in range(8):
-        acc[j] = 0
-    for i in range(0, n - n % 8, 8):
-        for j in range(8):
-            acc[j] += <double>w[i + j] * <double>w[i + j]
-    for i in range(n - n % 8, n):
-        total += <double>w[i] * <double>w[i]
-    for j in range(8):
-        total += acc[j]
-    return total
-
-
 cdef void chunk_step(const nn_job* job, int64_t c, floating* like) noexcept nogil:
-    """Chunk c's forward, loss and backward into slot c of ``job``: dW_c, db_c and Σ row
-    losses (δ carries 1/m of the whole batch). Workspace: labels, then z, a, d (rows_max · n_b)."""
-    cdef Py_ssize_t L = job.L, m = job.m, C = job.n_chunks, n_b = job.n_b, n_w = job.n_w
+    """Chunk c's forward, loss and backward (``model_pass.rows_pass``) into slot c of ``job``:
+    dW_c, db_c and Σ row losses (δ carries 1/m of the whole batch). Workspace: labels, then
+    z, a, d (rows_max · n_b)."""
+    cdef Py_ssize_t m = job.m, C = job.n_chunks, n_b = job.n_b, n_w = job.n_w
     cdef Py_ssize_t r0 = c * m // C, mc = (c + 1) * m // C - r0, rows = job.rows_max
     cdef const long long* sizes = <const long long*>job.sizes
-    cdef const floating* X = <const floating*>job.X + r0 * sizes[0]
-    cdef const floating* W = <const floating*>job.W
-    cdef const floating* b = <const floating*>job.b
     cdef long long* labels = <long long*>job.ws
     cdef floating* z = <floating*>(labels + rows)
     cdef floating* a = z + rows * n_b
     cdef floating* d = a + rows * n_b
-    cdef floating* dW = <floating*>job.dW + c * n_w
-    cdef floating* db = <floating*>job.db + c * n_b
     cdef int kind = job.kind
-    cdef floating slope = <floating>job.slope
-    cdef bint relu_like = not (kind == IDENTITY or kind == SIGMOID or kind == TANH)
-    cdef Py_ssize_t i, r, j, fi, fo, wo = 0, bo = 0, zo = 0
-    cdef const floating* a_prev = X
-    cdef floating* zi
-    cdef floating* ai
-    cdef floating* di
-    cdef floating inv_m = <floating>(1.0 / m)
-    cdef double loss
-    if not relu_like:
+    cdef const floating* t = NULL
+    if kind == IDENTITY or kind == SIGMOID or kind == TANH:
         a = z                            # g' from a (sigmoid, tanh) or none: a overwrites z
-    for i in range(L):                                   # forward
-        fi, fo = sizes[i], sizes[i + 1]
-        zi, ai = z + zo, a + zo
-        gemm(c'N', c'N', <int>fo, <int>mc, <int>fi, W + wo, <int>fo, a_prev, <int>fi, zi,
-             <int>fo)
-        for r in range(mc):
-            for j in range(fo):
-                zi[r * fo + j] = zi[r * fo + j] + b[bo + j]
-        if i < L - 1 and (kind != IDENTITY or ai != zi):
-            unary_block(kind, slope, zi, ai, mc * fo)
-        a_prev = ai
-        wo, bo, zo = wo + fi * fo, bo + fo, zo + mc * fo
-    zi, di = z + zo - mc * fo, d + zo - mc * fo
     if job.output == SOFTMAX_OUT:
-        nn_copy_labels(job.labels + r0, <int64_t*>labels, mc, fo)
-        loss = softmax_xent_rows(zi, labels, di, mc, fo, inv_m)
-    elif job.output == SIGMOID_OUT:
-        loss = loss_block(BCE, zi, <const floating*>job.t + r0 * fo, di, inv_m, mc * fo)
+        nn_copy_labels(job.labels + r0, <int64_t*>labels, mc, sizes[job.L])
     else:
-        loss = loss_block(MSE, zi, <const floating*>job.t + r0 * fo, di, inv_m, mc * fo)
-    for i in range(L - 1, -1, -1):                       # backward
-        fi, fo = sizes[i], sizes[i + 1]
-        wo, bo, zo = wo - fi * fo, bo - fo, zo - mc * fo
-        di = d + zo
-        a_prev = X if i == 0 else a + zo - mc * fi
-        gemm(c'N', c'T', <int>fo, <int>fi, <int>mc, di, <int>fo, a_prev, <int>fi, dW + wo,
-             <int>fo)
-        for j in range(fo):
-            db[bo + j] = 0
-        for r in range(mc):
-            for j in range(fo):
-                db[bo + j] = db[bo + j] + di[r * fo + j]
-        if i > 0:
-            gemm(c'T', c'N', <int>fi, <int>mc, <int>fo, W + wo, <int>fo, di, <int>fo,
-                 d + zo - mc * fi, <int>fi)
-            grad_mul_block(kind, slope, (a if not relu_like else z) + zo - mc * fi,
-                           d + zo - mc * fi, mc * fi)
-    job.loss[c] = loss
+        t = <const floating*>job.t + r0 * sizes[job.L]
+    job.loss[c] = rows_pass(job.output, <const floating*>job.X + r0 * sizes[0], labels, t,
+                            sizes, job.L, mc, <floating>(1.0 / m), <const floating*>job.W,
+                            <const floating*>job.b, <floating*>job.dW + c * n_w,
+                            <floating*>job.db + c * n_b, z, a, d, kind, <floating>job.slope)
 
 
 cdef void chunk_work(const nn_job* job, int64_t c) noexcept nogil:
