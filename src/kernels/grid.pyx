@@ -12,7 +12,8 @@ compilation (the Numba kernel's first call in a process loads ~0.3 s of cached c
 """
 from cython cimport floating
 
-from model_pass cimport IDENTITY_OUT, SIGMOID_OUT, SOFTMAX_OUT, rows_pass, sum_squares
+from model_pass cimport (IDENTITY_OUT, SIGMOID_OUT, SOFTMAX_OUT, check_shape,
+                        check_targets, l2_term, rows_pass)
 
 
 cdef double model_step(int output, const floating* X, const long long* labels,
@@ -21,26 +22,13 @@ cdef double model_step(int output, const floating* X, const long long* labels,
                        floating* a, floating* d, int kind, floating slope,
                        double lam) noexcept nogil:
     """One model's forward, loss, backward and L2 term on the m rows of X; returns J."""
-    cdef Py_ssize_t i, j, n_w = 0
-    cdef floating s
+    cdef Py_ssize_t i, n_w = 0
     cdef double loss = rows_pass(output, X, labels, t, sizes, L, m, <floating>(1.0 / m), W, b,
                                  dW, db, z, a, d, kind, slope)
     loss = loss / (2 * m) if output == IDENTITY_OUT else loss / m
     for i in range(L):
         n_w += sizes[i] * sizes[i + 1]
-    if lam != 0:                                         # L2: dW += λ/m · W, J += λ/(2m) Σ W²
-        s = <floating>(lam / m)
-        for j in range(n_w):
-            dW[j] = dW[j] + s * W[j]
-        loss += lam / (2.0 * m) * sum_squares(W, n_w)
-    return loss
-
-
-cdef int check(str name, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t K,
-               Py_ssize_t width) except -1:
-    if rows != K or cols != width:
-        raise ValueError(f"{name} must be ({K}, {width}), got ({rows}, {cols})")
-    return 0
+    return loss + l2_term(dW, W, n_w, m, lam)
 
 
 cdef double run(int output, const floating[:, ::1] X, const long long* labels,
@@ -59,13 +47,13 @@ cdef double run(int output, const floating[:, ::1] X, const long long* labels,
         n_w += sizes[i] * sizes[i + 1]
         n_b += sizes[i + 1]
     n_z = m * n_b
-    check("weights", weights.shape[0], weights.shape[1], K, n_w)
-    check("dweights", dweights.shape[0], dweights.shape[1], K, n_w)
-    check("biases", biases.shape[0], biases.shape[1], K, n_b)
-    check("dbiases", dbiases.shape[0], dbiases.shape[1], K, n_b)
-    check("zbuf", zbuf.shape[0], zbuf.shape[1], K, n_z)
-    check("abuf", abuf.shape[0], abuf.shape[1], K, n_z)
-    check("dbuf", dbuf.shape[0], dbuf.shape[1], K, n_z)
+    check_shape("weights", weights.shape[0], weights.shape[1], K, n_w)
+    check_shape("dweights", dweights.shape[0], dweights.shape[1], K, n_w)
+    check_shape("biases", biases.shape[0], biases.shape[1], K, n_b)
+    check_shape("dbiases", dbiases.shape[0], dbiases.shape[1], K, n_b)
+    check_shape("zbuf", zbuf.shape[0], zbuf.shape[1], K, n_z)
+    check_shape("abuf", abuf.shape[0], abuf.shape[1], K, n_z)
+    check_shape("dbuf", dbuf.shape[0], dbuf.shape[1], K, n_z)
     if m == 0 or K == 0:
         return 0.0
     with nogil:
@@ -87,18 +75,12 @@ def softmax_grid(const floating[:, ::1] X, const long long[::1] y, const long lo
                biases, dweights, dbiases, zbuf, abuf, dbuf, kind, slope, lambdas)
 
 
-def _targets(const floating[:, ::1] X, const floating[:, ::1] y, const long long[::1] sizes):
-    if y.shape[0] != X.shape[0] or y.shape[1] != sizes[sizes.shape[0] - 1]:
-        raise ValueError(f"y must be ({X.shape[0]}, {sizes[sizes.shape[0] - 1]}), got "
-                         f"{tuple(y.shape)[:2]}")
-
-
 def sigmoid_grid(const floating[:, ::1] X, const floating[:, ::1] y, const long long[::1] sizes,
                  floating[:, ::1] weights, floating[:, ::1] biases, floating[:, ::1] dweights,
                  floating[:, ::1] dbiases, floating[:, ::1] zbuf, floating[:, ::1] abuf,
                  floating[:, ::1] dbuf, int kind, double slope, const double[::1] lambdas):
     """Every model's step on float targets ``y`` (m, outputs), binary cross-entropy."""
-    _targets(X, y, sizes)
+    check_targets(X.shape[0], y.shape[0], y.shape[1], sizes[sizes.shape[0] - 1])
     return run(SIGMOID_OUT, X, <long long*>NULL, &y[0, 0] if y.shape[0] else NULL, sizes,
                weights, biases, dweights, dbiases, zbuf, abuf, dbuf, kind, slope, lambdas)
 
@@ -108,6 +90,6 @@ def identity_grid(const floating[:, ::1] X, const floating[:, ::1] y, const long
                   floating[:, ::1] dbiases, floating[:, ::1] zbuf, floating[:, ::1] abuf,
                   floating[:, ::1] dbuf, int kind, double slope, const double[::1] lambdas):
     """Every model's step on float targets ``y`` (m, outputs), the seed's squared error."""
-    _targets(X, y, sizes)
+    check_targets(X.shape[0], y.shape[0], y.shape[1], sizes[sizes.shape[0] - 1])
     return run(IDENTITY_OUT, X, <long long*>NULL, &y[0, 0] if y.shape[0] else NULL, sizes,
                weights, biases, dweights, dbiases, zbuf, abuf, dbuf, kind, slope, lambdas)

@@ -1,7 +1,8 @@
 # One model's pass over rows of a mini-batch — forward (GEMM, + b, g), the loss with its output
 # delta, backward (dW = a_prevᵀ δ, db = Σ δ, δ_prev = δ Wᵀ .* g') — shared by grid.pyx (every
 # λ's model on the whole batch) and pstep.pyx (one model on a chunk of the batch's rows), and
-# the L2 term's Σ W². Buffers are in MLP's layout (nnfast._numba.grid's docstring).
+# the L2 term; and the shape checks of their Python entry points. Buffers are in MLP's layout
+# (nnfast._numba.grid's docstring).
 from cython cimport floating
 
 from blas cimport gemm
@@ -32,6 +33,35 @@ cdef inline double sum_squares(const floating* w, Py_ssize_t n) noexcept nogil:
     for j in range(8):
         total += acc[j]
     return total
+
+
+cdef inline double l2_term(floating* dW, const floating* W, Py_ssize_t n_w, Py_ssize_t m,
+                           double lam) noexcept nogil:
+    """The L2 term of a batch of m rows: dW += λ/m · W; returns λ/(2m) Σ W² (0 for λ = 0)."""
+    cdef Py_ssize_t j
+    cdef floating s
+    if lam == 0:
+        return 0
+    s = <floating>(lam / m)
+    for j in range(n_w):
+        dW[j] = dW[j] + s * W[j]
+    return lam / (2.0 * m) * sum_squares(W, n_w)
+
+
+cdef inline int check_shape(str name, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t K,
+                            Py_ssize_t width) except -1:
+    """ValueError naming a (K, width) buffer of another shape."""
+    if rows != K or cols != width:
+        raise ValueError(f"{name} must be ({K}, {width}), got ({rows}, {cols})")
+    return 0
+
+
+cdef inline int check_targets(Py_ssize_t m, Py_ssize_t y_rows, Py_ssize_t y_cols,
+                              Py_ssize_t k) except -1:
+    """ValueError unless float targets y are (m, k): X's rows, the network's outputs."""
+    if y_rows != m or y_cols != k:
+        raise ValueError(f"y must be ({m}, {k}), got ({y_rows}, {y_cols})")
+    return 0
 
 
 cdef inline double rows_pass(int output, const floating* X, const long long* labels,

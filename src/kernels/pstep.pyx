@@ -32,7 +32,8 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
 from kernel_common cimport IDENTITY, SIGMOID, TANH
-from model_pass cimport IDENTITY_OUT, SIGMOID_OUT, SOFTMAX_OUT, rows_pass, sum_squares
+from model_pass cimport (IDENTITY_OUT, SIGMOID_OUT, SOFTMAX_OUT, check_shape,
+                        check_targets, l2_term, rows_pass)
 
 cdef extern from "step_pool.h" nogil:
     enum:
@@ -114,7 +115,6 @@ cdef double reduce_slots(const nn_job* mine, const nn_job* helpers, const char* 
     cdef const floating* sw
     cdef const floating* sb
     cdef double total = 0, loss
-    cdef floating s
     for c in range(mine.n_chunks):
         src = helpers if from_helper[c] else mine
         sw = <const floating*>src.dW + c * n_w
@@ -129,12 +129,7 @@ cdef double reduce_slots(const nn_job* mine, const nn_job* helpers, const char* 
                 db[j] = db[j] + sb[j]
         total += src.loss[c]
     loss = total / (2 * m) if mine.output == IDENTITY_OUT else total / m
-    if lam != 0:
-        s = <floating>(lam / m)
-        for j in range(n_w):
-            dW[j] = dW[j] + s * W[j]
-        loss += lam / (2.0 * m) * sum_squares(W, n_w)
-    return loss
+    return loss + l2_term(dW, W, n_w, m, lam)
 
 
 cdef double caller_step(nn_job* mine, nn_job* helpers, bint use_helper, floating* dW,
@@ -253,12 +248,6 @@ cdef void carve(nn_job* job, char* base, size_t item) noexcept:
     job.loss = <double*>base
 
 
-cdef int check(str name, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t width) except -1:
-    if rows != 1 or cols != width:
-        raise ValueError(f"{name} must be (1, {width}), got ({rows}, {cols})")
-    return 0
-
-
 cdef double run(int output, const floating[:, ::1] X, object y_obj, const long long* labels,
                 const floating* t, const long long[::1] sizes, floating[:, ::1] weights,
                 floating[:, ::1] biases, floating[:, ::1] dweights, floating[:, ::1] dbiases,
@@ -279,10 +268,10 @@ cdef double run(int output, const floating[:, ::1] X, object y_obj, const long l
             raise ValueError(f"sizes must be positive, got {list(sizes)}")
         n_w += sizes[i] * sizes[i + 1]
         n_b += sizes[i + 1]
-    check("weights", weights.shape[0], weights.shape[1], n_w)
-    check("dweights", dweights.shape[0], dweights.shape[1], n_w)
-    check("biases", biases.shape[0], biases.shape[1], n_b)
-    check("dbiases", dbiases.shape[0], dbiases.shape[1], n_b)
+    check_shape("weights", weights.shape[0], weights.shape[1], 1, n_w)
+    check_shape("dweights", dweights.shape[0], dweights.shape[1], 1, n_w)
+    check_shape("biases", biases.shape[0], biases.shape[1], 1, n_b)
+    check_shape("dbiases", dbiases.shape[0], dbiases.shape[1], 1, n_b)
     if m == 0:
         return 0.0
     if labels != NULL:
@@ -358,17 +347,11 @@ def softmax_step(const floating[:, ::1] X, y, const long long[::1] sizes,
                sizes, weights, biases, dweights, dbiases, kind, slope, lam)
 
 
-def _targets(X, y, sizes):
-    if y.shape[0] != X.shape[0] or y.shape[1] != sizes[sizes.shape[0] - 1]:
-        raise ValueError(f"y must be ({X.shape[0]}, {sizes[sizes.shape[0] - 1]}), got "
-                         f"{tuple(y.shape)[:2]}")
-
-
 def sigmoid_step(const floating[:, ::1] X, const floating[:, ::1] y, const long long[::1] sizes,
                  floating[:, ::1] weights, floating[:, ::1] biases, floating[:, ::1] dweights,
                  floating[:, ::1] dbiases, int kind, double slope, double lam):
     """One step on float targets ``y`` (m, outputs), binary cross-entropy."""
-    _targets(X, y, sizes)
+    check_targets(X.shape[0], y.shape[0], y.shape[1], sizes[sizes.shape[0] - 1])
     return run(SIGMOID_OUT, X, y, <long long*>NULL, &y[0, 0] if y.shape[0] else NULL,
                sizes, weights, biases, dweights, dbiases, kind, slope, lam)
 
@@ -377,6 +360,6 @@ def identity_step(const floating[:, ::1] X, const floating[:, ::1] y, const long
                   floating[:, ::1] weights, floating[:, ::1] biases, floating[:, ::1] dweights,
                   floating[:, ::1] dbiases, int kind, double slope, double lam):
     """One step on float targets ``y`` (m, outputs), the seed's squared error."""
-    _targets(X, y, sizes)
+    check_targets(X.shape[0], y.shape[0], y.shape[1], sizes[sizes.shape[0] - 1])
     return run(IDENTITY_OUT, X, y, <long long*>NULL, &y[0, 0] if y.shape[0] else NULL,
                sizes, weights, biases, dweights, dbiases, kind, slope, lam)
