@@ -1,4 +1,4 @@
-"""EXPERIMENT (exp/parallel-step): µs per model step — grid.pyx at K = 1 (the serial step)
+"""µs per model step — grid.pyx at K = 1 (the serial step)
 against pstep.pyx's row-chunked step on the caller alone (t1) and with the helper thread (t2),
 for 2 and 4 chunks; and µs per step of MLP.fit. Configurations alternate in rounds (the load
 of a shared machine drifts). ``python bench/bench_pstep.py [--busy]``: --busy starts one
@@ -69,17 +69,17 @@ def kernel_table(rng, rounds=5, n=300):
 def fit_table(rng, epochs=3):
     X = rng.standard_normal((20000, 100)).astype(np.float32)
     y = (X[:, :3].sum(1) > 0).astype(np.int64)
-    configs = {"warmup": (False, 1), "grid": (False, 1), "c2t1": (True, 1), "c2t2": (True, 2)}
+    configs = {"warmup": ("1", 1), "grid": ("1", 1), "c2t1": ("2", 1), "c2t2": ("2", 2)}
     times = {k: [] for k in configs}
     for _ in range(3):
         for name, (chunked, threads) in configs.items():
-            step.CHUNKED, pstep.n_chunks, pstep.threads = chunked, 2, threads
+            step.MODE, step._pstep, pstep.n_chunks, pstep.threads = chunked, pstep, 2, threads
             with nnfast.use_backend("cython"):
                 net = nnfast.MLP([100, 64, 2], seed=0)
                 t0 = time.perf_counter()
                 net.fit(X, y, epochs=epochs, batch_size=200, seed=0, progress=False, tol=None)
                 times[name].append((time.perf_counter() - t0) / (epochs * 100) * 1e6)
-    step.CHUNKED = False
+    step.MODE = step._mode(os.environ.get("NNFAST_STEP_THREADS"))
     del times["warmup"]
     print("MLP.fit 100-64-2 softmax, batch 200, float32, Adam: µs per step incl. Python "
           "(median of 3) " + "  ".join(f"{k} {np.median(v):.1f}" for k, v in times.items()))

@@ -111,7 +111,8 @@ def run_one(impl, name, n=None, epochs=None):
 def run_fresh(impl, name, blas_threads=None, step_threads=None):
     """``run_one`` in a fresh Python process (first-call overhead included); ``blas_threads``
     sets OPENBLAS_NUM_THREADS / OMP_NUM_THREADS there (default: the environment's),
-    ``step_threads`` NNFAST_STEP_THREADS (2: nnfast's opt-in two-thread step)."""
+    ``step_threads`` NNFAST_STEP_THREADS (default auto: two threads for large batches; 1: the
+    one-chunk step on one thread; 2: every batch on two)."""
     code = ("import json, bench.bench_sklearn as b; "
             f"print(json.dumps(b.run_one({impl!r}, {name!r})))")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,8 +150,9 @@ def main(argv=None):
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="BLAS threads of every fit's process (both implementations)")
     parser.add_argument("--step-threads", type=int, default=None,
-                        help="NNFAST_STEP_THREADS of every fit's process (2: nnfast's opt-in "
-                             "two-thread step; scikit-learn ignores it)")
+                        help="NNFAST_STEP_THREADS of every fit's process (unset: auto, two "
+                             "threads for large batches; 1: one; 2: every batch on two; "
+                             "scikit-learn ignores it)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="fresh processes per (case, implementation), interleaved; the "
                              "table shows medians (for a shared, noisy machine)")

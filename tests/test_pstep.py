@@ -1,4 +1,4 @@
-"""EXPERIMENT (exp/parallel-step): the row-chunked Cython step (``pstep.pyx``) with and without
+"""The row-chunked Cython step (``pstep.pyx``) with and without
 its helper thread. Results must be bit-identical with the helper on and off (the chunks and
 their order of addition do not depend on who ran them), and within rounding of the K = 1 grid
 kernel; nothing may crash or differ under contention, after fork, or from several threads."""
@@ -27,12 +27,13 @@ HIDDEN = {"relu": K.RELU, "tanh": K.TANH, "sigmoid": K.SIGMOID}
 
 @contextlib.contextmanager
 def helper(threads, chunks=2):
-    saved = pstep.threads, pstep.n_chunks, step.CHUNKED, step.pstep
-    pstep.threads, pstep.n_chunks, step.CHUNKED, step.pstep = threads, chunks, True, pstep
+    """Every batch chunked (NNFAST_STEP_THREADS=2's dispatch), with or without the helper."""
+    saved = pstep.threads, pstep.n_chunks, step.MODE, step._pstep
+    pstep.threads, pstep.n_chunks, step.MODE, step._pstep = threads, chunks, "2", pstep
     try:
         yield
     finally:
-        pstep.threads, pstep.n_chunks, step.CHUNKED, step.pstep = saved
+        pstep.threads, pstep.n_chunks, step.MODE, step._pstep = saved
 
 
 def problem(dt, sizes, m, out, seed=0):
@@ -268,12 +269,72 @@ def test_fork_while_the_helper_is_in_a_chunk():
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-def test_serial_by_default():
-    code = "from nnfast._cython import pstep, step; print(step.CHUNKED, pstep.threads)"
+MODE_PROBE = ("import warnings; warnings.simplefilter('always')\n"
+              "from nnfast._cython import step\n"
+              "p = step.chunked_kernels()\n"
+              "print(step.MODE, step.worth_two(200, 6464), step.worth_two(128, 6464),\n"
+              "      step.worth_two(100, 6464), step.worth_two(64, 17024),\n"
+              "      step.worth_two(200, 100), step.worth_two(2, 10), p.threads, p.n_chunks)")
+
+
+@pytest.mark.parametrize("value, want", [
+    (None, ["auto", "True", "True", "False", "False", "False", "False", "THREADS", "2"]),
+    ("auto", ["auto", "True", "True", "False", "False", "False", "False", "THREADS", "2"]),
+    ("1", ["1", "False", "False", "False", "False", "False", "False", "THREADS", "2"]),
+    ("2", ["2", "True", "True", "True", "True", "True", "True", "2", "2"]),
+    ("two", ["auto", "True", "True", "False", "False", "False", "False", "THREADS", "2"]),
+])
+def test_step_threads_setting(value, want):
+    """NNFAST_STEP_THREADS in a fresh process: auto (the default) chunks batches of two chunks
+    of ≥ 64 rows and ≥ 10⁶ multiply-adds (the synthetic benchmark's 100-64-1 batch 200, not
+    digits' 64-128-64-10 batch 64), with the helper if the process may use two CPUs; 1 never
+    chunks; 2 always; anything else warns and means auto."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NNFAST_STEP")}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout
-    assert out.split() == ["False", "1"]
+    if value is not None:
+        env["NNFAST_STEP_THREADS"] = value
+    res = subprocess.run([sys.executable, "-c", MODE_PROBE], env=env, capture_output=True,
+                         text=True, check=True)
+    cpus = step.usable_cpus()
+    want = [str(2 if cpus >= 2 else 1) if w == "THREADS" else w for w in want]
+    assert res.stdout.split() == want
+    assert ("NNFAST_STEP_THREADS must be auto, 1 or 2, got 'two'" in res.stderr) == (
+        value == "two")
+
+
+def test_usable_cpus_respects_affinity():
+    """One allowed CPU: no helper thread (it could only take the caller's core)."""
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+            "from nnfast._cython import step\n"
+            "print(step.usable_cpus(), step.chunked_kernels().threads, step.worth_two(200, 6464))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={k: v for k, v in os.environ.items()
+                                          if not k.startswith("NNFAST_STEP")})
+    assert res.stdout.split() == ["1", "1", "True"]
+
+
+def test_default_fit_uses_the_helper_and_matches_serial_chunks():
+    """In auto mode a fit of the synthetic benchmark's shape runs its chunks on the helper, and
+    gives the same parameters bit for bit as the same chunks on the caller alone."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((4000, 100)).astype(np.float32)
+    y = (X[:, :3].sum(1) > 0).astype(np.int64)
+    out = []
+    saved = pstep.threads, step.MODE, step._pstep
+    try:
+        for threads in (2, 1):
+            pstep.threads, step.MODE, step._pstep = threads, "auto", pstep
+            before = pstep.stats()[4]
+            with nnfast.use_backend("cython"):
+                net = nnfast.MLP([100, 64, 2], seed=0)
+                net.fit(X, y, epochs=3, batch_size=200, seed=0, progress=False)
+            out.append((net._layout.flat_params.copy(), pstep.stats()[4] - before))
+    finally:
+        pstep.threads, step.MODE, step._pstep = saved
+    (with_helper, helper_chunks), (alone, alone_chunks) = out
+    assert np.array_equal(with_helper, alone)
+    assert alone_chunks == 0
+    if step.usable_cpus() >= 2:
+        assert helper_chunks > 0
 
 
 def test_python_threads_train_at_once():

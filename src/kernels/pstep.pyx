@@ -1,5 +1,6 @@
-"""The model step of ``grid.pyx`` (K = 1, no batch norm) split over row chunks, for two threads
-(EXPERIMENT, branch exp/parallel-step).
+"""The model step of ``grid.pyx`` (K = 1, no batch norm) split over row chunks, for two threads.
+``nnfast._cython.step`` runs it for batches worth two cores (``step.worth_two``; README,
+"Backends"), with the helper if the process may use two CPUs.
 
 Rows of a mini-batch are independent through forward and backward: the batch is cut into
 ``n_chunks`` fixed row ranges, each chunk's forward/loss/backward writes a partial dW, db and
@@ -186,9 +187,12 @@ cdef bint _in_use = False
 _held = []                              # the arrays the current job's pointers name
 _stale = []                             # older jobs' arrays, while the helper may be busy
 
-#: Row chunks per step (results depend on it, not on the helper); threads: 2 = use the helper.
-n_chunks = int(os.environ.get("NNFAST_STEP_CHUNKS", "2"))
-threads = int(os.environ.get("NNFAST_STEP_THREADS", "1"))
+#: Row chunks per step (results depend on it, not on the helper; NNFAST_STEP_CHUNKS, 2 to 16);
+#: threads: 2 = use the helper (set by ``nnfast._cython.step`` from NNFAST_STEP_THREADS and the
+#: CPUs the process may use).
+_chunks = os.environ.get("NNFAST_STEP_CHUNKS", "2").strip()
+n_chunks = int(_chunks) if _chunks.isdigit() and 2 <= int(_chunks) <= NN_POOL_MAX_CHUNKS else 2
+threads = 1
 
 
 def set_spin(double us, bint yield_=True):

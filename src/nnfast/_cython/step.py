@@ -5,11 +5,15 @@ one call of the grid kernel (``src/kernels/grid.pyx``) with the network as its o
 forward, loss, backward and the L2 term without Python or the GIL between the layers. Measured
 (64-128-64-10, batch 64, float32, Adam, one BLAS thread, quiet 2-core Zen 4, portable build):
 ``MLP.train_step`` 127 µs layer by layer against 87 µs as one call (64-64-10: 55 against 29).
+A batch big enough to be worth two cores (``worth_two``) runs as two row chunks instead
+(``src/kernels/pstep.pyx``, Linux builds), the second on a helper thread when this process may
+use two CPUs; ``NNFAST_STEP_THREADS`` chooses (README, "Backends").
 Everything else — batch norm, soft softmax targets, the loss without gradients, inference — is
 the network pass kernel by kernel (``nnfast._network.passes.LayerByLayer``) over this backend's
 compiled kernels, whose GEMMs and fused epilogues do the work.
 """
 import os
+import warnings
 
 import numpy as np
 
@@ -19,19 +23,97 @@ from . import activations, batchnorm, dense, grid, losses
 
 _KERNELS = {"softmax": grid.softmax_grid, "sigmoid": grid.sigmoid_grid,
             "identity": grid.identity_grid}
-#: EXPERIMENT, opt-in: the row-chunked step of ``pstep.pyx`` with its helper thread
-#: (NNFAST_STEP_THREADS=2; ``pstep.threads``), ``pstep.n_chunks`` chunks (NNFAST_STEP_CHUNKS,
-#: default 2). Off by default, and on builds without ``pstep`` (it is built on Linux only).
-#: Results are the same with and without the helper, not bit-equal to the grid kernel's.
-CHUNKED = os.environ.get("NNFAST_STEP_THREADS", "1").strip() not in ("", "0", "1")
-pstep = None
-if CHUNKED:
-    try:
-        from . import pstep
-    except ImportError:
-        CHUNKED = False
 _CHUNKED_KERNELS = {"softmax": "softmax_step", "sigmoid": "sigmoid_step",
                     "identity": "identity_step"}
+
+#: The smallest chunk worth a helper thread: rows and multiply-adds (forward + backward ≈ 3 per
+#: weight and row). Measured (2-core Zen 4, µs per step grid / two chunks with the helper):
+#: 100-64-1 float32 batch 128 41 / 26, batch 200 92 / 44, batch 100 33 / 30, batch 64 23 / 25;
+#: in fit, 64-128-64-10 batch 64 (32-row chunks): no gain. Chunks of at least 64 rows and
+#: 10⁶ multiply-adds.
+CHUNK_ROWS, CHUNK_WORK = 64, 1_000_000
+
+
+def usable_cpus():
+    """CPUs this process may run on: its affinity, capped by a cgroup CPU quota (a container
+    limited to one CPU's time gains nothing from a second thread: it is throttled)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    return max(1, min(n, int(quota))) if quota is not None else n
+
+
+def _cgroup_quota():
+    """The cgroup CPU quota in CPUs (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``), or None."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            files, split = [f"/sys/fs/cgroup{path}/cpu.max", "/sys/fs/cgroup/cpu.max"], None
+        elif "cpu" in controllers.split(","):
+            base = "/sys/fs/cgroup/" + controllers
+            files, split = [f"{base}{path}/cpu.cfs_quota_us", f"{base}/cpu.cfs_quota_us"], True
+        else:
+            continue
+        for name in files:
+            try:
+                with open(name) as f:
+                    text = f.read().split()
+                if split:       # v1: quota and period in two files
+                    with open(name.replace("cfs_quota_us", "cfs_period_us")) as f:
+                        text += f.read().split()
+                quota, period = text[0], text[1]
+                if quota in ("max", "-1"):
+                    return None
+                return int(quota) / int(period)
+            except (OSError, ValueError, IndexError):
+                continue
+    return None
+
+
+def _mode(value):
+    """NNFAST_STEP_THREADS: unset / "auto" (chunks where ``worth_two``), "1" (never), "2"
+    (every batch of two rows or more: the experiment's setting)."""
+    value = (value or "auto").strip().lower()
+    if value in ("auto", "1", "2"):
+        return value
+    warnings.warn(f"NNFAST_STEP_THREADS must be auto, 1 or 2, got {value!r}; using auto",
+                  RuntimeWarning, stacklevel=2)
+    return "auto"
+
+
+MODE = _mode(os.environ.get("NNFAST_STEP_THREADS"))
+_pstep = None           # the module once loaded; False if it is not built
+
+
+def chunked_kernels():
+    """``pstep`` (loaded on first use, its helper allowed by MODE and the usable CPUs), or None
+    on builds without it."""
+    global _pstep
+    if _pstep is None:
+        try:
+            from . import pstep
+        except ImportError:
+            _pstep = False
+        else:
+            pstep.threads = 2 if MODE == "2" or usable_cpus() >= 2 else 1
+            _pstep = pstep
+    return _pstep or None
+
+
+def worth_two(m, n_weights):
+    """Whether a batch of m rows of a network with ``n_weights`` weights runs as two chunks:
+    by shape alone (results depend on it, never on whether the helper is free)."""
+    if MODE == "1" or m < 2:
+        return False
+    rows = m // 2
+    return MODE == "2" or (rows >= CHUNK_ROWS and 3 * rows * n_weights >= CHUNK_WORK)
 
 
 class _Network(LayerByLayer):
@@ -41,7 +123,8 @@ class _Network(LayerByLayer):
                 or (net.output == "softmax" and y.dtype != np.int64)):
             return super().objective(net, ws, X, y, training, update_stats, with_grads)
         sizes, weights, biases, dweights, dbiases = arrays
-        if CHUNKED:     # ws's z, a, δ stay untouched: the chunks run on pstep's own buffers
+        pstep = chunked_kernels() if worth_two(X.shape[0], weights.shape[1]) else None
+        if pstep is not None:   # ws's z, a, δ stay untouched: the chunks run on pstep's own buffers
             # One BLAS thread (a no-op inside fit/train_step, which set it already): two
             # threads in OpenBLAS's threaded GEMM would serialize on its lock.
             with _blas.serial(ws.gemm_work):
