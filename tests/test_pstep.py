@@ -52,10 +52,10 @@ def problem(dt, sizes, m, out, seed=0):
     return sizes, X, y, W, b
 
 
-def chunked(prob, out, kind, lam=0.1):
+def chunked(prob, out, kind, lam=0.1, rows=None):
     sizes, X, y, W, b = prob
     dW, db = np.full_like(W, np.nan), np.full_like(b, np.nan)
-    J = getattr(pstep, out + "_step")(X, y, sizes, W, b, dW, db, kind, 0.01, lam)
+    J = getattr(pstep, out + "_step")(X, y, sizes, W, b, dW, db, kind, 0.01, lam, rows)
     return J, dW, db
 
 
@@ -97,6 +97,74 @@ def test_bit_identical_with_helper_and_close_to_grid(dt, out, hidden, chunks):
                                            atol=rtol * np.abs(want).max(),
                                            err_msg=f"{dt} {out} {hidden} m={m}")
             assert abs(off[0] - ref[0]) <= rtol * abs(ref[0])
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("out", ["softmax", "sigmoid", "identity"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_rows_gathered_in_chunks_equal_a_gathered_batch(dt, out, threads):
+    """``rows``: each chunk gathers its rows of X and y itself; the result is bit for bit the
+    step on X[rows], y[rows] (rows in any order, repeated, the batch smaller than X)."""
+    rng = np.random.default_rng(7)
+    with _blas.serial(), helper(threads):
+        for m, n in ((1, 5), (7, 3), (201, 300), (64, 64)):
+            sizes, X, y, W, b = problem(dt, [13, 9, 6, 3], n, out, seed=m)
+            rows = rng.integers(0, n, m).astype(np.int64)
+            want = chunked((sizes, X[rows], y[rows], W, b), out, K.RELU)
+            for _ in range(5):
+                assert same(chunked((sizes, X, y, W, b), out, K.RELU, rows=rows), want), m
+            J, dW, db = chunked((sizes, X, y, W, b), out, K.RELU, rows=rows[:0])
+            J0, dW0, db0 = chunked((sizes, X[:0], y[:0], W, b), out, K.RELU)   # as 0 rows
+            assert J == J0 == 0.0
+            assert np.array_equal(dW, dW0, equal_nan=True)
+            assert np.array_equal(db, db0, equal_nan=True)
+
+
+def test_bad_rows_raise():
+    sizes, X, y, W, b = problem(np.float32, [4, 3, 2], 5, "softmax")
+    for rows in ([0, 5], [-1, 2]):
+        with helper(2), pytest.raises(ValueError, match=r"rows must be in \[0, 5\)"):
+            chunked((sizes, X, y, W, b), "softmax", K.RELU, rows=np.array(rows, np.int64))
+    with helper(2), pytest.raises(ValueError, match="mismatch"):
+        chunked((sizes, X, y, W, b), "softmax", K.RELU, rows=np.array([0, 1], np.int32))
+    y[3] = 2                                    # a bad label in a gathered row is found
+    with helper(2), pytest.raises(ValueError, match="labels"):
+        chunked((sizes, X, y, W, b), "softmax", K.RELU, rows=np.array([0, 3], np.int64))
+    chunked((sizes, X, y, W, b), "softmax", K.RELU, rows=np.array([0, 4], np.int64))
+
+
+@pytest.mark.parametrize("kw", NETS_BIG := [
+    dict(layer_sizes=[100, 64, 2], output="softmax", seed=0),
+    dict(layer_sizes=[100, 64, 1], output="sigmoid", l2=1e-3, seed=1, dtype="float64")],
+    ids=["softmax-f32", "sigmoid-f64"])
+def test_fit_gathering_in_chunks_equals_gathering_first(kw):
+    """MLP.fit's shuffled epochs hand the chunked step the epoch's rows (each chunk gathers its
+    own); the parameters are bit for bit those of gathering each batch first."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((1000, 100)).astype(kw.get("dtype", "float32"))
+    y = (rng.integers(0, 2, 1000) if kw["output"] == "softmax"
+         else rng.integers(0, 2, (1000, 1)).astype(X.dtype))
+    got, calls = [], []
+    saved = step.MODE, step._pstep, step._Network.rows_objective, step._Network._chunked
+
+    def counted(self, net, ws, X_, y_, arrays, rows):
+        calls.append(rows is not None and X_ is X)
+        return saved[3](self, net, ws, X_, y_, arrays, rows)
+
+    try:
+        step.MODE, step._pstep, step._Network._chunked = "auto", pstep, counted
+        for gather_first in (False, True):
+            if gather_first:
+                step._Network.rows_objective = step.LayerByLayer.rows_objective
+            with nnfast.use_backend("cython"):
+                net = nnfast.MLP(**kw)
+                net.fit(X, y, epochs=3, batch_size=200, seed=0, progress=False)
+            got.append(net._layout.flat_params.copy())
+    finally:
+        (step.MODE, step._pstep, step._Network.rows_objective,
+         step._Network._chunked) = saved
+    assert calls == [True] * 15 + [False] * 15     # 5 batches a epoch, 3 epochs, each way
+    assert np.array_equal(got[0], got[1])
 
 
 def test_bad_labels_raise():
@@ -203,13 +271,24 @@ def _freed_and_rewritten(rng, shapes):
     with helper(2), _blas.serial():
         for n in range(2000):
             sizes, m = shapes[n % len(shapes)]
-            prob = problem(np.float32, sizes, m, "softmax", seed=n)
-            with helper(1):
-                want = chunked(tuple(a.copy() for a in prob), "softmax", K.TANH)
-            got = chunked(prob, "softmax", K.TANH)
-            prob[2][:] = rng.integers(-2**62, 2**62, m)         # labels: garbage indices
+            if n % 2:                           # the batch as X's rows
+                prob = problem(np.float32, sizes, m, "softmax", seed=n)
+                rows = None
+                with helper(1):
+                    want = chunked(tuple(a.copy() for a in prob), "softmax", K.TANH)
+            else:                               # the batch as rows of a larger X
+                prob = problem(np.float32, sizes, m + 5, "softmax", seed=n)
+                rows = rng.integers(0, m + 5, m).astype(np.int64)
+                s_, X_, y_, W_, b_ = prob
+                with helper(1):
+                    want = chunked((s_, X_[rows], y_[rows], W_.copy(), b_.copy()), "softmax",
+                                   K.TANH)
+            got = chunked(prob, "softmax", K.TANH, rows=rows)
+            prob[2][:] = rng.integers(-2**62, 2**62, prob[2].shape[0])   # garbage labels
             prob[1][:] = np.nan
-            del prob
+            if rows is not None:
+                rows[:] = rng.integers(-2**62, 2**62, m)                # garbage row indices
+            del prob, rows
             assert same(got, want), n
 
 

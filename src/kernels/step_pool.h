@@ -33,6 +33,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -57,7 +58,10 @@ typedef struct {
     const void* t;
     const void* W;
     const void* b;
-    void* ws;                   /* this thread's workspace (labels, z, a, d of one chunk) */
+    const int64_t* rows;        /* NULL: the batch is X's first m rows; else X's rows rows[0..m) */
+    int64_t n_src;              /* rows of X (and y) when `rows` is given */
+    void* ws;                   /* this thread's workspace (labels, z, a, d of one chunk; with
+                                   `rows` also the chunk's gathered X and targets) */
     void* dW;                   /* slots: chunk c's dW at dW + c·n_w, db at db + c·n_b */
     void* db;
     double* loss;
@@ -300,6 +304,32 @@ static inline void nn_copy_labels(const int64_t* src, int64_t* dst, int64_t n, i
     const volatile int64_t* s = (const volatile int64_t*)src;
     for (int64_t i = 0; i < n; i++) {
         int64_t y = s[i];
+        dst[i] = (y >= 0 && y < k) ? y : 0;
+    }
+}
+
+/* Gather rows rows[0..n) of src (row_bytes each, n_src rows) into dst, each index read once
+ * (volatile) and clamped into [0, n_src): a stale helper may read an index array Python is
+ * rewriting, and an index addresses memory. */
+static inline void nn_gather_rows(const int64_t* rows, int64_t n, int64_t n_src, const char* src,
+                                  int64_t row_bytes, char* dst) {
+    const volatile int64_t* r = (const volatile int64_t*)rows;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t k = r[i];
+        if (k < 0 || k >= n_src) k = 0;
+        memcpy(dst + i * row_bytes, src + k * row_bytes, (size_t)row_bytes);
+    }
+}
+
+/* Labels of rows rows[0..n) into dst, clamped to [0, k) (as nn_copy_labels). */
+static inline void nn_gather_labels(const int64_t* rows, const int64_t* src, int64_t n,
+                                    int64_t n_src, int64_t* dst, int64_t k) {
+    const volatile int64_t* r = (const volatile int64_t*)rows;
+    const volatile int64_t* s = (const volatile int64_t*)src;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t j = r[i];
+        if (j < 0 || j >= n_src) j = 0;
+        int64_t y = s[j];
         dst[i] = (y >= 0 && y < k) ? y : 0;
     }
 }

@@ -117,20 +117,39 @@ def worth_two(m, n_weights):
 
 
 class _Network(LayerByLayer):
-    def objective(self, net, ws, X, y, training, update_stats, with_grads):
+    def _one_call(self, net, X, y):
+        """The grid arrays if (X, y) can go to the one-call kernels, else None."""
         arrays = net._layout.grid_arrays
-        if (not with_grads or arrays is None or not X.flags.c_contiguous
+        if (arrays is None or not X.flags.c_contiguous
                 or (net.output == "softmax" and y.dtype != np.int64)):
+            return None
+        return arrays
+
+    def _chunked(self, net, ws, X, y, arrays, rows):
+        """The chunked step (``pstep``; ws's z, a, δ stay untouched: the chunks run on
+        pstep's own buffers, and with ``rows`` gather their own rows of X and y)."""
+        sizes, weights, biases, dweights, dbiases = arrays
+        # One BLAS thread (a no-op inside fit/train_step, which set it already): two threads in
+        # OpenBLAS's threaded GEMM would serialize on its lock.
+        with _blas.serial(ws.gemm_work):
+            kernel = getattr(_pstep, _CHUNKED_KERNELS[net.output])
+            return kernel(X, y, sizes, weights, biases, dweights, dbiases, net._kind,
+                          net.slope, net.l2, rows)
+
+    def rows_objective(self, net, ws, X, y, rows):
+        arrays = self._one_call(net, X, y)
+        if (arrays is not None and rows.dtype == np.int64 and rows.flags.c_contiguous
+                and worth_two(rows.shape[0], arrays[1].shape[1]) and chunked_kernels()):
+            return self._chunked(net, ws, X, y, arrays, rows)
+        return super().rows_objective(net, ws, X, y, rows)
+
+    def objective(self, net, ws, X, y, training, update_stats, with_grads):
+        arrays = self._one_call(net, X, y) if with_grads else None
+        if arrays is None:
             return super().objective(net, ws, X, y, training, update_stats, with_grads)
         sizes, weights, biases, dweights, dbiases = arrays
-        pstep = chunked_kernels() if worth_two(X.shape[0], weights.shape[1]) else None
-        if pstep is not None:   # ws's z, a, δ stay untouched: the chunks run on pstep's own buffers
-            # One BLAS thread (a no-op inside fit/train_step, which set it already): two
-            # threads in OpenBLAS's threaded GEMM would serialize on its lock.
-            with _blas.serial(ws.gemm_work):
-                kernel = getattr(pstep, _CHUNKED_KERNELS[net.output])
-                return kernel(X, y, sizes, weights, biases, dweights, dbiases, net._kind,
-                              net.slope, net.l2)
+        if worth_two(X.shape[0], weights.shape[1]) and chunked_kernels():
+            return self._chunked(net, ws, X, y, arrays, None)
         zbuf, abuf, dbuf = ws.flat_arrays
         return _KERNELS[net.output](X, y, sizes, weights, biases, dweights, dbiases, zbuf, abuf,
                                     dbuf, net._kind, net.slope, np.array([net.l2]))

@@ -114,6 +114,13 @@ class LayerByLayer:
                 layout.weight_grads += layout.l2_tmp
         return loss
 
+    def rows_objective(self, net, ws, X, y, rows):
+        """``objective`` (training, with gradients) on the rows ``rows`` of validated (X, y),
+        gathered into the workspace (a backend may gather them inside its kernel instead)."""
+        xb, yb = ws.batch(X, y, rows)
+        return self.objective(net, ws, xb, yb, training=True, update_stats=True,
+                              with_grads=True)
+
     def output(self, net, ws, logits):
         """The output activation of the logits (softmax/sigmoid probabilities or identity)."""
         proba = ws.a[-1]

@@ -33,14 +33,19 @@ class History:
         return f"History(epochs={self.epochs}, stopped={self.stopped!r}{last})"
 
 
-def step(net, network, ws, X, y, optimizer):
-    """One mini-batch on validated (X, y): forward, backward, one fused optimizer update of
-    the flat parameters; returns J before the update. A non-finite J raises FloatingPointError
-    with nothing updated (the batch-norm running statistics are put back)."""
+def step(net, network, ws, X, y, optimizer, rows=None):
+    """One mini-batch on validated (X, y) (``rows``: on those rows of X and y): forward,
+    backward, one fused optimizer update of the flat parameters; returns J before the update.
+    A non-finite J raises FloatingPointError with nothing updated (the batch-norm running
+    statistics are put back)."""
     layout = net._layout
     if net.batchnorm:
         np.copyto(layout.buffers_backup, layout.flat_buffers)
-    loss = network.objective(net, ws, X, y, training=True, update_stats=True, with_grads=True)
+    if rows is None:
+        loss = network.objective(net, ws, X, y, training=True, update_stats=True,
+                                 with_grads=True)
+    else:
+        loss = network.rows_objective(net, ws, X, y, rows)
     if not math.isfinite(loss):
         if net.batchnorm:
             np.copyto(layout.flat_buffers, layout.buffers_backup)
@@ -79,17 +84,18 @@ def batch_bounds(net, n, batch_size):
 def run_epoch(net, network, optimizer, X, y, order, bounds):
     """One pass of ``step`` over the mini-batches ``bounds`` (``batch_bounds``) of validated
     (X, y): batch j is rows ``order[bounds[j]:bounds[j + 1]]``, gathered into the workspace
-    (``order`` None: the rows as they are). Returns the mean training objective; a non-finite
-    loss raises ``step``'s FloatingPointError with that batch not applied. For ``fit`` and the
-    scikit-learn front's epochs (which validate once, then shuffle with their own generator)."""
+    (``order`` None: the rows as they are; else an int64 array). Returns the mean training
+    objective; a non-finite loss raises ``step``'s FloatingPointError with that batch not
+    applied. For ``fit`` and the scikit-learn front's epochs (which validate once, then shuffle
+    with their own generator)."""
     total = 0.0
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         ws = net._workspace(hi - lo)
         if order is not None:
-            xb, yb = ws.batch(X, y, order[lo:hi])
+            loss = step(net, network, ws, X, y, optimizer, rows=order[lo:hi])
         else:
-            xb, yb = X[lo:hi], y[lo:hi]
-        total += step(net, network, ws, xb, yb, optimizer) * (hi - lo)
+            loss = step(net, network, ws, X[lo:hi], y[lo:hi], optimizer)
+        total += loss * (hi - lo)
     return total / X.shape[0]
 
 
