@@ -3,6 +3,7 @@ its helper thread. Results must be bit-identical with the helper on and off (the
 their order of addition do not depend on who ran them), and within rounding of the K = 1 grid
 kernel; nothing may crash or differ under contention, after fork, or from several threads."""
 import contextlib
+import hashlib
 import os
 import subprocess
 import sys
@@ -378,6 +379,50 @@ def test_step_threads_setting(value, want):
     assert res.stdout.split() == want
     assert ("NNFAST_STEP_THREADS must be auto, 1 or 2, got 'two'" in res.stderr) == (
         value == "two")
+
+
+FIT_PROBE = ("import hashlib, sys, numpy as np, nnfast\n"
+             "from nnfast._cython import step\n"
+             "rng = np.random.default_rng(4)\n"
+             "X = rng.standard_normal((3000, 100)).astype('float32')\n"
+             "y = (X[:, :3].sum(1) > 0).astype(np.int64)\n"
+             "with nnfast.use_backend('cython'):\n"
+             "    net = nnfast.MLP([100, 64, 2], seed=0)\n"
+             "    net.fit(X, y, epochs=4, batch_size=200, seed=0, progress=False)\n"
+             "p = net._layout.flat_params\n"
+             "print(hashlib.sha256(p.tobytes()).hexdigest(), step.chunked_kernels().stats()[4])\n")
+
+
+def test_default_fits_in_processes_at_once():
+    """Two fresh processes at once, default setting (the benchmark's shape: chunked, helper on
+    where two CPUs are usable), twice in a row: every process gives the same parameters, bit
+    for bit, as this process with the chunks on the caller alone."""
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((3000, 100)).astype(np.float32)
+    y = (X[:, :3].sum(1) > 0).astype(np.int64)
+    saved = pstep.threads, step.MODE, step._pstep
+    try:
+        pstep.threads, step.MODE, step._pstep = 1, "auto", pstep
+        with nnfast.use_backend("cython"):
+            net = nnfast.MLP([100, 64, 2], seed=0)
+            net.fit(X, y, epochs=4, batch_size=200, seed=0, progress=False)
+    finally:
+        pstep.threads, step.MODE, step._pstep = saved
+    want = hashlib.sha256(net._layout.flat_params.tobytes()).hexdigest()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NNFAST_STEP")}
+    helper_chunks = 0
+    for _ in range(2):
+        procs = [subprocess.Popen([sys.executable, "-c", FIT_PROBE], env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for _ in range(2)]
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err
+            digest, chunks = out.split()
+            assert digest == want
+            helper_chunks += int(chunks)
+    if step.usable_cpus() >= 2:
+        assert helper_chunks > 0        # the helper did take chunks in these processes
 
 
 def test_usable_cpus_respects_affinity():
