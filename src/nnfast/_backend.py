@@ -266,7 +266,9 @@ def set_num_threads(n):
     Kernels and BLAS calls run one after the other, never nested, so the two pools together
     never hold more than ``n`` busy threads. Numba's kernels use up to the CPU count by default;
     the Cython kernels' OpenMP loops use one thread until this is called (libgomp's spinning
-    threads starve OpenBLAS's on small machines: bench/README.md, "Threads").
+    threads starve OpenBLAS's on small machines: bench/README.md, "Threads"). ``n = 1`` also
+    keeps the Cython step's helper thread idle (large batches then run their two row chunks on
+    the calling thread: the same results).
     """
     from ._validate import integer
 
@@ -282,6 +284,9 @@ def set_num_threads(n):
 
     threadpool_limits(limits=n, user_api="blas")
     _num_threads = n
+    step = sys.modules.get("nnfast._cython.step")
+    if step is not None:        # the Cython step's helper thread (pstep) counts as a thread
+        step.set_threads(n)
     return n
 
 

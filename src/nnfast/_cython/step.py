@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from .. import _blas
+from .. import _backend, _blas
 from .._network.passes import LayerByLayer
 from . import activations, batchnorm, dense, grid, losses
 
@@ -92,9 +92,23 @@ MODE = _mode(os.environ.get("NNFAST_STEP_THREADS"))
 _pstep = None           # the module once loaded; False if it is not built
 
 
+def _threads(num_threads):
+    """pstep's threads: 2 (the helper runs) unless ``nnfast.set_num_threads`` bounds nnfast to
+    one thread, or (NNFAST_STEP_THREADS other than 2) the process may use one CPU only."""
+    if num_threads is not None and num_threads < 2:
+        return 1
+    return 2 if MODE == "2" or usable_cpus() >= 2 else 1
+
+
+def set_threads(num_threads):
+    """``nnfast.set_num_threads`` calls this (if this module is loaded)."""
+    if _pstep:
+        _pstep.threads = _threads(num_threads)
+
+
 def chunked_kernels():
-    """``pstep`` (loaded on first use, its helper allowed by MODE and the usable CPUs), or None
-    on builds without it."""
+    """``pstep`` (loaded on first use, its helper allowed by ``_threads``), or None on builds
+    without it."""
     global _pstep
     if _pstep is None:
         try:
@@ -102,7 +116,7 @@ def chunked_kernels():
         except ImportError:
             _pstep = False
         else:
-            pstep.threads = 2 if MODE == "2" or usable_cpus() >= 2 else 1
+            pstep.threads = _threads(_backend._num_threads)
             _pstep = pstep
     return _pstep or None
 
