@@ -455,6 +455,22 @@ def test_set_num_threads_one_keeps_the_helper_idle():
     assert res.stdout.split() == ["0", "1", "2" if two else "1", "0", "1", str(two)]
 
 
+@pytest.mark.parametrize("value, chunks, warns", [("4", 4, False), ("16", 16, False),
+                                                  ("1", 2, True), ("17", 2, True),
+                                                  ("two", 2, True), ("", 2, False)])
+def test_step_chunks_setting(value, chunks, warns):
+    """NNFAST_STEP_CHUNKS: 2 to 16 chunks; anything else warns and means 2."""
+    code = ("import warnings; warnings.simplefilter('always')\n"
+            "from nnfast._cython import pstep\n"
+            "print(pstep.n_chunks)")
+    env = dict({k: v for k, v in os.environ.items() if not k.startswith("NNFAST_STEP")},
+               NNFAST_STEP_CHUNKS=value)
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert res.stdout.split() == [str(chunks)]
+    assert ("NNFAST_STEP_CHUNKS must be an integer from 2 to 16" in res.stderr) == warns
+
+
 def test_usable_cpus_respects_affinity():
     """One allowed CPU: no helper thread (it could only take the caller's core)."""
     code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"

@@ -33,6 +33,7 @@ the mean step under load (100-64-1 float32 137 against 75 µs): it shared the ca
 """
 import atexit
 import os
+import warnings
 
 from cython cimport floating
 from libc.stdint cimport int64_t, uint64_t
@@ -220,6 +221,9 @@ _stale = []                             # older jobs' arrays, while the helper m
 #: CPUs the process may use).
 _chunks = os.environ.get("NNFAST_STEP_CHUNKS", "2").strip()
 n_chunks = int(_chunks) if _chunks.isdigit() and 2 <= int(_chunks) <= NN_POOL_MAX_CHUNKS else 2
+if str(n_chunks) != _chunks.lstrip("0") and _chunks:
+    warnings.warn(f"NNFAST_STEP_CHUNKS must be an integer from 2 to {NN_POOL_MAX_CHUNKS}, got "
+                  f"{_chunks!r}; using 2", RuntimeWarning)
 threads = 1
 
 
