@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import nnfast
-from nnfast import _blas, _constants as K
+from nnfast import _blas, _constants as K, _machine
 
 if sys.platform.startswith("linux"):
     from nnfast._cython import pstep        # built on Linux: missing is a failure, not a skip
@@ -374,7 +374,7 @@ def test_step_threads_setting(value, want):
         env["NNFAST_STEP_THREADS"] = value
     res = subprocess.run([sys.executable, "-c", MODE_PROBE], env=env, capture_output=True,
                          text=True, check=True)
-    cpus = step.usable_cpus()
+    cpus = _machine.usable_cpus()
     want = [str(2 if cpus >= 2 else 1) if w == "THREADS" else w for w in want]
     assert res.stdout.split() == want
     assert ("NNFAST_STEP_THREADS must be auto, 1 or 2, got 'two'" in res.stderr) == (
@@ -425,6 +425,7 @@ def test_set_num_threads_one_keeps_the_helper_idle():
     """nnfast.set_num_threads(1), before or after the step's first use, bounds nnfast to one
     thread: no chunk on the helper, the same parameters; 2 lets it run again."""
     code = ("import numpy as np, nnfast\n"
+            "from nnfast import _machine\n"
             "from nnfast._cython import step\n"
             "rng = np.random.default_rng(4)\n"
             "X = rng.standard_normal((2000, 100)).astype('float32')\n"
@@ -442,7 +443,7 @@ def test_set_num_threads_one_keeps_the_helper_idle():
             "nnfast.set_num_threads(2)\n"
             "for _ in range(100):      # until the helper won chunks (it may not under load)\n"
             "    b = fit(); c2, t2 = chunks()\n"
-            "    if c2 > c1 or step.usable_cpus() < 2:\n"
+            "    if c2 > c1 or _machine.usable_cpus() < 2:\n"
             "        break\n"
             "nnfast.set_num_threads(1)\n"
             "c = fit(); c3, t3 = chunks()\n"
@@ -451,7 +452,7 @@ def test_set_num_threads_one_keeps_the_helper_idle():
     env = {k: v for k, v in os.environ.items() if not k.startswith("NNFAST_STEP")}
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    two = step.usable_cpus() >= 2
+    two = _machine.usable_cpus() >= 2
     assert res.stdout.split() == ["0", "1", "2" if two else "1", "0", "1", str(two)]
 
 
@@ -475,7 +476,9 @@ def test_usable_cpus_respects_affinity():
     """One allowed CPU: no helper thread (it could only take the caller's core)."""
     code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
             "from nnfast._cython import step\n"
-            "print(step.usable_cpus(), step.chunked_kernels().threads, step.worth_two(200, 6464))")
+            "from nnfast import _machine\n"
+            "print(_machine.usable_cpus(), step.chunked_kernels().threads,\n"
+            "      step.worth_two(200, 6464))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env={k: v for k, v in os.environ.items()
                                           if not k.startswith("NNFAST_STEP")})
@@ -504,7 +507,7 @@ def test_default_fit_uses_the_helper_and_matches_serial_chunks():
         alone, alone_chunks = fit(1)
         assert alone_chunks == 0
         helper_chunks = 0
-        for _ in range(100 if step.usable_cpus() >= 2 else 1):
+        for _ in range(100 if _machine.usable_cpus() >= 2 else 1):
             with_helper, chunks = fit(2)
             assert np.array_equal(with_helper, alone)
             helper_chunks += chunks
@@ -512,7 +515,7 @@ def test_default_fit_uses_the_helper_and_matches_serial_chunks():
                 break
     finally:
         pstep.threads, step.MODE, step._pstep = saved
-    if step.usable_cpus() >= 2:
+    if _machine.usable_cpus() >= 2:
         assert helper_chunks > 0
 
 

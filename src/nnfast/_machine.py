@@ -52,11 +52,47 @@ def _cpu_model():
     return platform.processor() or platform.machine()
 
 
-def _cores():
+def usable_cpus():
+    """CPUs this process may run on: its affinity, capped by a cgroup CPU quota (a container
+    limited to one CPU's time gains nothing from a second thread: it is throttled)."""
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):       # not Linux
+        n = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    return max(1, min(n, int(quota))) if quota is not None else n
+
+
+def _cgroup_quota():
+    """The cgroup CPU quota in CPUs (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``), or None."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            files, split = [f"/sys/fs/cgroup{path}/cpu.max", "/sys/fs/cgroup/cpu.max"], None
+        elif "cpu" in controllers.split(","):
+            base = "/sys/fs/cgroup/" + controllers
+            files, split = [f"{base}{path}/cpu.cfs_quota_us", f"{base}/cpu.cfs_quota_us"], True
+        else:
+            continue
+        for name in files:
+            try:
+                with open(name) as f:
+                    text = f.read().split()
+                if split:       # v1: quota and period in two files
+                    with open(name.replace("cfs_quota_us", "cfs_period_us")) as f:
+                        text += f.read().split()
+                quota, period = text[0], text[1]
+                if quota in ("max", "-1"):
+                    return None
+                return int(quota) / int(period)
+            except (OSError, ValueError, IndexError):
+                continue
+    return None
 
 
 def _blas_pools():
@@ -113,7 +149,7 @@ def machine_context(dtype="float32", repeat=5):
 
     llvm_name, features = cpu_features()
     dtype = np.dtype(dtype)
-    cores = _cores()
+    cores = usable_cpus()
     gemm = "SGEMM" if dtype == np.float32 else "DGEMM"
     context = {
         "cpu": _cpu_model(), "cpu_llvm": llvm_name, "simd": features,

@@ -34,49 +34,6 @@ _CHUNKED_KERNELS = {"softmax": "softmax_step", "sigmoid": "sigmoid_step",
 CHUNK_ROWS, CHUNK_WORK = 64, 1_000_000
 
 
-def usable_cpus():
-    """CPUs this process may run on: its affinity, capped by a cgroup CPU quota (a container
-    limited to one CPU's time gains nothing from a second thread: it is throttled)."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
-    quota = _cgroup_quota()
-    return max(1, min(n, int(quota))) if quota is not None else n
-
-
-def _cgroup_quota():
-    """The cgroup CPU quota in CPUs (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``), or None."""
-    try:
-        with open("/proc/self/cgroup") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controllers == "":
-            files, split = [f"/sys/fs/cgroup{path}/cpu.max", "/sys/fs/cgroup/cpu.max"], None
-        elif "cpu" in controllers.split(","):
-            base = "/sys/fs/cgroup/" + controllers
-            files, split = [f"{base}{path}/cpu.cfs_quota_us", f"{base}/cpu.cfs_quota_us"], True
-        else:
-            continue
-        for name in files:
-            try:
-                with open(name) as f:
-                    text = f.read().split()
-                if split:       # v1: quota and period in two files
-                    with open(name.replace("cfs_quota_us", "cfs_period_us")) as f:
-                        text += f.read().split()
-                quota, period = text[0], text[1]
-                if quota in ("max", "-1"):
-                    return None
-                return int(quota) / int(period)
-            except (OSError, ValueError, IndexError):
-                continue
-    return None
-
-
 def _mode(value):
     """NNFAST_STEP_THREADS: unset / "auto" (chunks where ``worth_two``), "1" (never), "2"
     (every batch of two rows or more: the experiment's setting)."""
@@ -95,6 +52,8 @@ _pstep = None           # the module once loaded; False if it is not built
 def _threads(num_threads):
     """pstep's threads: 2 (the helper runs) unless ``nnfast.set_num_threads`` bounds nnfast to
     one thread, or (NNFAST_STEP_THREADS other than 2) the process may use one CPU only."""
+    from .._machine import usable_cpus       # not at import: only when pstep is first loaded
+
     if num_threads is not None and num_threads < 2:
         return 1
     return 2 if MODE == "2" or usable_cpus() >= 2 else 1
