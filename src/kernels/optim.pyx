@@ -4,89 +4,28 @@ Design: one pass over memory per update. The per-element rule of each optimizer 
 `cdef inline ... noexcept nogil` function that returns the new parameter (and updates its state
 through pointers) — for Adam and RMSprop a C loop in optim_loops.h, compiled per CPU level;
 `*_block` loops it over a contiguous block (gcc vectorizes the loop and
-unswitches the loop-invariant flags), and the def function runs the block serially below
-PARALLEL_MIN elements or over fixed blocks in a prange above. The arithmetic follows the
-reference's operation order in the array's dtype (scalars rounded to it first, as NumPy does with
+unswitches the loop-invariant flags), and `*_apply` runs the block serially below
+PARALLEL_MIN elements or over fixed blocks in a prange above — all in optim_apply.pxd, shared
+with epoch.pyx (an epoch's steps in one call). The arithmetic follows the reference's operation
+order in the array's dtype (scalars rounded to it first, as NumPy does with
 Python floats), so float32 results match it to an ulp or so. `grad` is only read; param and the
 state arrays are written, and are distinct arrays (validated by nnfast.updates).
 """
+
 from cython cimport floating
-from cython.parallel cimport prange
 
-from kernel_common cimport BLOCK, block_len, n_blocks
-
-cdef extern from "optim_loops.h" nogil:
-    # Adam's and RMSprop's loops, compiled per CPU level (see optim_loops.h)
-    void nn_adam_loop_f32(float* p, const float* g, float* m, float* v, float lr, float beta1,
-                          float one_minus_b1, float beta2, float one_minus_b2, float eps,
-                          float wd, float wd_factor, float bc1, float bc2, int eps_inside,
-                          Py_ssize_t n)
-    void nn_adam_loop_f64(double* p, const double* g, double* m, double* v, double lr,
-                          double beta1, double one_minus_b1, double beta2, double one_minus_b2,
-                          double eps, double wd, double wd_factor, double bc1, double bc2,
-                          int eps_inside, Py_ssize_t n)
-    void nn_rmsprop_loop_f32(float* p, const float* g, float* s, float lr, float beta,
-                             float one_minus_b, float eps, float wd, int eps_inside,
-                             Py_ssize_t n)
-    void nn_rmsprop_loop_f64(double* p, const double* g, double* s, double lr, double beta,
-                             double one_minus_b, double eps, double wd, int eps_inside,
-                             Py_ssize_t n)
-
-
-# ---- SGD: θ = θ - α (dθ + wd·θ) -----------------------------------------------------------------
-
-cdef void sgd_block(floating* p, const floating* g, floating lr, floating wd,
-                    Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    if wd != 0:
-        for i in range(n):
-            p[i] = p[i] - lr * (g[i] + wd * p[i])
-    else:
-        for i in range(n):
-            p[i] = p[i] - lr * g[i]
+from optim_apply cimport adam_apply, momentum_apply, rmsprop_apply, sgd_apply
 
 
 def sgd_update(floating[::1] param,          # IN/OUT
                const floating[::1] grad,     # IN
                double lr, double weight_decay, int n_threads=1):
     """θ = θ - α (dθ + wd·θ)."""
-    cdef Py_ssize_t n = param.shape[0], nb = n_blocks(n), b
+    cdef Py_ssize_t n = param.shape[0]
     if n == 0:
         return
-    cdef floating* p = &param[0]
-    cdef const floating* g = &grad[0]
-    cdef floating lr_ = <floating>lr, wd = <floating>weight_decay
-    if nb == 1:
-        with nogil:
-            sgd_block(p, g, lr_, wd, n)
-    else:
-        for b in prange(nb, schedule='static', nogil=True, num_threads=n_threads):
-            sgd_block(p + b * BLOCK, g + b * BLOCK, lr_, wd, block_len(n, b))
-
-
-# ---- Momentum ----------------------------------------------------------------------------------
-
-cdef inline floating momentum_step(floating p, floating g, floating* v, floating lr,
-                                   floating beta, floating one_minus_damp, floating wd,
-                                   bint nesterov, bint sklearn_style) noexcept nogil:
-    """New θ; updates V. torch: V = βV + (1 - dampening)·dθ, θ -= α V (or α(dθ + βV));
-    sklearn: V = βV - α dθ."""
-    if wd != 0:
-        g = g + wd * p
-    if sklearn_style:
-        v[0] = v[0] * beta - lr * g
-        return p + (beta * v[0] - lr * g if nesterov else v[0])
-    v[0] = v[0] * beta + one_minus_damp * g
-    return p - (lr * (g + beta * v[0]) if nesterov else lr * v[0])
-
-
-cdef void momentum_block(floating* p, const floating* g, floating* v, floating lr,
-                         floating beta, floating one_minus_damp, floating wd, bint nesterov,
-                         bint sklearn_style, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        p[i] = momentum_step(p[i], g[i], &v[i], lr, beta, one_minus_damp, wd, nesterov,
-                             sklearn_style)
+    with nogil:
+        sgd_apply(&param[0], &grad[0], n, lr, weight_decay, n_threads)
 
 
 def momentum_update(floating[::1] param,         # IN/OUT
@@ -95,33 +34,12 @@ def momentum_update(floating[::1] param,         # IN/OUT
                     double lr, double beta, double dampening, double weight_decay,
                     bint nesterov, bint sklearn_style, int n_threads=1):
     """Momentum (torch.optim.SGD form; the seed's is dampening = β; or scikit-learn's)."""
-    cdef Py_ssize_t n = param.shape[0], nb = n_blocks(n), b
+    cdef Py_ssize_t n = param.shape[0]
     if n == 0:
         return
-    cdef floating* p = &param[0]
-    cdef const floating* g = &grad[0]
-    cdef floating* v = &velocity[0]
-    cdef floating lr_ = <floating>lr, beta_ = <floating>beta, wd = <floating>weight_decay
-    cdef floating one_minus_damp = <floating>(1.0 - dampening)
-    if nb == 1:
-        with nogil:
-            momentum_block(p, g, v, lr_, beta_, one_minus_damp, wd, nesterov, sklearn_style, n)
-    else:
-        for b in prange(nb, schedule='static', nogil=True, num_threads=n_threads):
-            momentum_block(p + b * BLOCK, g + b * BLOCK, v + b * BLOCK, lr_, beta_,
-                           one_minus_damp, wd, nesterov, sklearn_style, block_len(n, b))
-
-
-# ---- RMSprop -----------------------------------------------------------------------------------
-
-cdef void rmsprop_block(floating* p, const floating* g, floating* s, floating lr,
-                        floating beta, floating one_minus_b, floating eps, floating wd,
-                        bint eps_inside, Py_ssize_t n) noexcept nogil:
-    """S = βS + (1-β)dθ²; θ -= α dθ / sqrt(S + ε) (or / (sqrt(S) + ε)): optim_loops.h."""
-    if floating is float:
-        nn_rmsprop_loop_f32(p, g, s, lr, beta, one_minus_b, eps, wd, eps_inside, n)
-    else:
-        nn_rmsprop_loop_f64(p, g, s, lr, beta, one_minus_b, eps, wd, eps_inside, n)
+    with nogil:
+        momentum_apply(&param[0], &grad[0], &velocity[0], n, lr, beta, dampening,
+                       weight_decay, nesterov, sklearn_style, n_threads)
 
 
 def rmsprop_update(floating[::1] param,        # IN/OUT
@@ -130,38 +48,12 @@ def rmsprop_update(floating[::1] param,        # IN/OUT
                    double lr, double beta, double eps, double weight_decay, bint eps_inside,
                    int n_threads=1):
     """RMSprop, the seed's (eps inside the root) or torch's (outside)."""
-    cdef Py_ssize_t n = param.shape[0], nb = n_blocks(n), b
+    cdef Py_ssize_t n = param.shape[0]
     if n == 0:
         return
-    cdef floating* p = &param[0]
-    cdef const floating* g = &grad[0]
-    cdef floating* s = &sq[0]
-    cdef floating lr_ = <floating>lr, beta_ = <floating>beta, eps_ = <floating>eps
-    cdef floating wd = <floating>weight_decay
-    cdef floating one_minus_b = <floating>(1.0 - beta)
-    if nb == 1:
-        with nogil:
-            rmsprop_block(p, g, s, lr_, beta_, one_minus_b, eps_, wd, eps_inside, n)
-    else:
-        for b in prange(nb, schedule='static', nogil=True, num_threads=n_threads):
-            rmsprop_block(p + b * BLOCK, g + b * BLOCK, s + b * BLOCK, lr_, beta_, one_minus_b,
-                          eps_, wd, eps_inside, block_len(n, b))
-
-
-# ---- Adam --------------------------------------------------------------------------------------
-
-cdef void adam_block(floating* p, const floating* g, floating* m, floating* v, floating lr,
-                     floating beta1, floating one_minus_b1, floating beta2,
-                     floating one_minus_b2, floating eps, floating wd, floating wd_factor,
-                     floating bc1, floating bc2, bint eps_inside, Py_ssize_t n) noexcept nogil:
-    """New θ, V (m) and S (v); `wd_factor` = 1 - α·wd (AdamW) or 1, `wd` coupled or 0: the
-    rule is in optim_loops.h."""
-    if floating is float:
-        nn_adam_loop_f32(p, g, m, v, lr, beta1, one_minus_b1, beta2, one_minus_b2, eps, wd,
-                         wd_factor, bc1, bc2, eps_inside, n)
-    else:
-        nn_adam_loop_f64(p, g, m, v, lr, beta1, one_minus_b1, beta2, one_minus_b2, eps, wd,
-                         wd_factor, bc1, bc2, eps_inside, n)
+    with nogil:
+        rmsprop_apply(&param[0], &grad[0], &sq[0], n, lr, beta, eps, weight_decay, eps_inside,
+                      n_threads)
 
 
 def adam_update(floating[::1] param,         # IN/OUT
@@ -172,26 +64,9 @@ def adam_update(floating[::1] param,         # IN/OUT
                 bint decoupled, double bias_correction1, double bias_correction2,
                 bint eps_inside, int n_threads=1):
     """Adam / AdamW with bias correction (the caller passes 1 - β^t)."""
-    cdef Py_ssize_t n = param.shape[0], nb = n_blocks(n), b
+    cdef Py_ssize_t n = param.shape[0]
     if n == 0:
         return
-    cdef floating* p = &param[0]
-    cdef const floating* g = &grad[0]
-    cdef floating* mp = &m[0]
-    cdef floating* vp = &v[0]
-    cdef floating wd_factor = <floating>(1.0 - lr * weight_decay) if decoupled else 1
-    cdef floating wd = 0 if decoupled else <floating>weight_decay
-    cdef floating lr_ = <floating>lr, b1 = <floating>beta1, b2 = <floating>beta2
-    cdef floating one_minus_b1 = <floating>(1.0 - beta1)
-    cdef floating one_minus_b2 = <floating>(1.0 - beta2)
-    cdef floating eps_ = <floating>eps
-    cdef floating bc1 = <floating>bias_correction1, bc2 = <floating>bias_correction2
-    if nb == 1:
-        with nogil:
-            adam_block(p, g, mp, vp, lr_, b1, one_minus_b1, b2, one_minus_b2, eps_, wd,
-                       wd_factor, bc1, bc2, eps_inside, n)
-    else:
-        for b in prange(nb, schedule='static', nogil=True, num_threads=n_threads):
-            adam_block(p + b * BLOCK, g + b * BLOCK, mp + b * BLOCK, vp + b * BLOCK, lr_, b1,
-                       one_minus_b1, b2, one_minus_b2, eps_, wd, wd_factor, bc1, bc2,
-                       eps_inside, block_len(n, b))
+    with nogil:
+        adam_apply(&param[0], &grad[0], &m[0], &v[0], n, lr, beta1, beta2, eps, weight_decay,
+                   decoupled, bias_correction1, bias_correction2, eps_inside, n_threads)

@@ -8,6 +8,9 @@ forward, loss, backward and the L2 term without Python or the GIL between the la
 A batch big enough to be worth two cores (``worth_two``) runs as two row chunks instead
 (``src/kernels/pstep.pyx``, Linux builds), the second on a helper thread when this process may
 use two CPUs; ``NNFAST_STEP_THREADS`` chooses (README, "Backends").
+In ``fit``'s and the scikit-learn front's epochs, the batches the one-call kernel serves run as one
+call per epoch (``src/kernels/epoch.pyx``: gather, step and the optimizer's update per batch,
+``run_batches``), with the results of the batch-by-batch loop bit for bit.
 Everything else — batch norm, soft softmax targets, the loss without gradients, inference — is
 the network pass kernel by kernel (``nnfast._network.passes.LayerByLayer``) over this backend's
 compiled kernels, whose GEMMs and fused epilogues do the work.
@@ -18,8 +21,9 @@ import warnings
 import numpy as np
 
 from .. import _backend, _blas
+from .. import optim as _optim
 from .._network.passes import LayerByLayer
-from . import activations, batchnorm, dense, grid, losses
+from . import activations, batchnorm, dense, epoch, grid, losses
 
 _KERNELS = {"softmax": grid.softmax_grid, "sigmoid": grid.sigmoid_grid,
             "identity": grid.identity_grid}
@@ -46,6 +50,9 @@ def _mode(value):
 
 
 MODE = _mode(os.environ.get("NNFAST_STEP_THREADS"))
+#: Whether ``run_batches`` runs an epoch's batches in one call (False: batch by batch; the tests
+#: compare the two).
+EPOCH_KERNEL = True
 _pstep = None           # the module once loaded; False if it is not built
 
 
@@ -108,6 +115,48 @@ class _Network(LayerByLayer):
             kernel = getattr(_pstep, _CHUNKED_KERNELS[net.output])
             return kernel(X, y, sizes, weights, biases, dweights, dbiases, net._kind,
                           net.slope, net.l2, rows)
+
+    def run_batches(self, net, optimizer, X, y, order, bounds, start):
+        """``training.run_epoch``'s batches ``start``, ``start + 1``, ... in one call of
+        ``epoch.pyx`` as far as it serves them: the J of each batch it applied (stopping before
+        a batch with a non-finite J, or one worth two threads); an empty list if it serves
+        none now but may later (the optimizer has not yet taken its first, validating step);
+        None if it serves none of this epoch's."""
+        arrays = self._one_call(net, X, y) if EPOCH_KERNEL else None
+        rule = optimizer.rule
+        if (arrays is None or rule.kernel not in epoch.RULES
+                or type(optimizer).step_flat is not _optim.Optimizer.step_flat
+                or (net.output != "softmax" and (y.ndim != 2 or y.dtype != X.dtype
+                                                 or not y.flags.c_contiguous))):
+            return None
+        layout, n_w = net._layout, arrays[1].shape[1]
+        params, grads = layout.flat_params, layout.flat_grads
+        if (_backend.kernel("optim", rule.kernel, params.size)
+                is not _backend.kernel_in("cython", "optim", rule.kernel)):
+            return None         # the update runs on another backend: the loop calls it
+        stop = start
+        while stop < len(bounds) - 1 and not worth_two(bounds[stop + 1] - bounds[stop], n_w):
+            stop += 1
+        if stop == start and start < len(bounds) - 1:
+            return None         # the epoch's batches are worth two threads: pstep's
+        trusted = optimizer._trusted
+        if (trusted is None or trusted[0] is not params or trusted[1] is not grads
+                or not params.flags.writeable):
+            return []           # step_flat validates the arrays on its first step
+        if order is None:
+            order = np.arange(X.shape[0])
+        elif order.dtype != np.int64 or not order.flags.c_contiguous:
+            return None
+        t, lr = optimizer.t, optimizer.lr
+        args = np.array([rule.kernel_args(lr, t + i) for i in range(1, stop - start + 1)],
+                        np.float64).reshape(stop - start, -1)
+        losses = np.empty(stop - start)
+        with _blas.serial():
+            done = epoch.run_batches(net.output, X, y, order, np.asarray(bounds[:stop + 1]),
+                                     start, arrays[0], params, grads, net._kind, net.slope,
+                                     net.l2, rule.kernel, trusted[2], args, losses)
+        optimizer.t = t + done
+        return losses[:done].tolist()
 
     def rows_objective(self, net, ws, X, y, rows):
         arrays = self._one_call(net, X, y)

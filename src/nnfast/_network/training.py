@@ -88,14 +88,28 @@ def run_epoch(net, network, optimizer, X, y, order, bounds):
     objective; a non-finite loss raises ``step``'s FloatingPointError with that batch not
     applied. For ``fit`` and the scikit-learn front's epochs (which validate once, then shuffle
     with their own generator)."""
-    total = 0.0
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    total, j, n_batches = 0.0, 0, len(bounds) - 1
+    # A backend that runs batches in one call (Cython: ``run_batches``) takes what it serves.
+    batches = getattr(network, "run_batches", None)
+    while j < n_batches:
+        if batches is not None:
+            served = batches(net, optimizer, X, y, order, bounds, j)
+            if served is None:
+                batches = None
+            else:
+                for loss in served:
+                    total += loss * (bounds[j + 1] - bounds[j])
+                    j += 1
+                if j == n_batches:
+                    break
+        lo, hi = bounds[j], bounds[j + 1]
         ws = net._workspace(hi - lo)
         if order is not None:
             loss = step(net, network, ws, X, y, optimizer, rows=order[lo:hi])
         else:
             loss = step(net, network, ws, X[lo:hi], y[lo:hi], optimizer)
         total += loss * (hi - lo)
+        j += 1
     return total / X.shape[0]
 
 
