@@ -271,3 +271,19 @@ def test_every_rule_of_the_optimizers_is_served():
         assert len(rule.kernel_args(0.1, 1)) == n_args
         assert len(rule.state_names) == n_states
     assert set(epoch.OUTPUTS) == {"softmax", "sigmoid", "identity"}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("first", [1, 2, 999, 10**9])
+def test_args_table_rows_are_kernel_args(name, first):
+    """The epoch's scalars, built without a tuple per step, are ``kernel_args`` of each step
+    bit for bit (flags as 0/1)."""
+    from nnfast import _rules
+
+    rule = OPTIMIZERS[name]().rule
+    table = _rules.kernel_args_table(rule, 0.0123, first, 40)
+    assert table.shape == (40, len(rule.kernel_args(0.0123, first)))
+    for i, row in enumerate(table):
+        expected = np.array(rule.kernel_args(0.0123, first + i), np.float64)
+        np.testing.assert_array_equal(row, expected)
+    assert _rules.kernel_args_table(rule, 0.1, first, 0).shape[0] == 0

@@ -11,6 +11,8 @@ is an argument of ``kernel_args``, not a field: learning-rate schedules change i
 """
 import math
 
+import numpy as np
+
 from ._validate import beta as check_beta
 from ._validate import choice, flag, integer, real
 
@@ -124,6 +126,25 @@ class Adam:
         return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
                 "weight_decay": self.weight_decay, "style": self.style,
                 "decoupled": self.decoupled}
+
+
+def kernel_args_table(rule, lr, first, n):
+    """``rule.kernel_args(lr, t)`` for the steps t = first, ..., first + n - 1 as the rows of a
+    float64 (n, k) array (flags 0/1): an epoch's steps for ``src/kernels/epoch.pyx``. Only
+    Adam's scalars change with the step; its columns are filled by ``kernel_args``' own
+    expressions (tests/test_epoch.py compares every row with ``kernel_args``), without a tuple
+    per step."""
+    row = rule.kernel_args(lr, first)
+    table = np.empty((n, len(row)))
+    table[:] = row
+    if isinstance(rule, Adam) and n:
+        steps = range(first, first + n)
+        bc2 = [1.0 - rule.beta2 ** t for t in steps]
+        table[:, 6] = [1.0 - rule.beta1 ** t for t in steps]
+        table[:, 7] = bc2
+        if rule.style == "sklearn":
+            table[:, 3] = [rule.eps / math.sqrt(c) for c in bc2]
+    return table
 
 
 def adam_step(step):

@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from .. import _backend, _blas
+from .. import _backend, _blas, _rules
 from .. import optim as _optim
 from .._network.passes import LayerByLayer
 from . import activations, batchnorm, dense, epoch, grid, losses
@@ -134,8 +134,12 @@ class _Network(LayerByLayer):
         if (_backend.kernel("optim", rule.kernel, params.size)
                 is not _backend.kernel_in("cython", "optim", rule.kernel)):
             return None         # the update runs on another backend: the loop calls it
-        stop = start
-        while stop < len(bounds) - 1 and not worth_two(bounds[stop + 1] - bounds[stop], n_w):
+        stop, last, size = start, len(bounds) - 1, None
+        while stop < last:              # up to a batch worth two threads (by size: one check)
+            if bounds[stop + 1] - bounds[stop] != size:
+                size = bounds[stop + 1] - bounds[stop]
+                if worth_two(size, n_w):
+                    break
             stop += 1
         if stop == start and start < len(bounds) - 1:
             return None         # the epoch's batches are worth two threads: pstep's
@@ -147,9 +151,8 @@ class _Network(LayerByLayer):
             order = np.arange(X.shape[0])
         elif order.dtype != np.int64 or not order.flags.c_contiguous:
             return None
-        t, lr = optimizer.t, optimizer.lr
-        args = np.array([rule.kernel_args(lr, t + i) for i in range(1, stop - start + 1)],
-                        np.float64).reshape(stop - start, -1)
+        t = optimizer.t
+        args = _rules.kernel_args_table(rule, optimizer.lr, t + 1, stop - start)
         losses = np.empty(stop - start)
         with _blas.serial():
             done = epoch.run_batches(net.output, X, y, order, np.asarray(bounds[:stop + 1]),
