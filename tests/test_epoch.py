@@ -287,3 +287,50 @@ def test_args_table_rows_are_kernel_args(name, first):
         expected = np.array(rule.kernel_args(0.0123, first + i), np.float64)
         np.testing.assert_array_equal(row, expected)
     assert _rules.kernel_args_table(rule, 0.1, first, 0).shape[0] == 0
+
+
+@pytest.fixture(params=[0, 1], ids=["tn", "tt"])
+def delta_gemm(request):
+    """Both ways of δ_prev = δ Wᵀ (cpu.h), whichever this CPU picks by default."""
+    step.set_delta_gemm(request.param)
+    yield request.param
+    step.set_delta_gemm(-1)
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+@pytest.mark.parametrize("hidden", ["relu", "tanh"])
+def test_each_delta_gemm_epoch_equals_loop(delta_gemm, dt, hidden):
+    X, y = data(dt, "softmax", n=150)
+    make = lambda: nnfast.MLP([7, 20, 9, 4], hidden=hidden, dtype=dt, l2=1e-3,  # noqa: E731
+                              seed=3)
+    (p0, h0, _, _), (p1, h1, _, c1) = fit_both(make, X, y, epochs=2, batch_size=32, seed=5)
+    assert sum(c1) == 2 * 5 - 1
+    np.testing.assert_array_equal(p1, p0)
+    assert h1.train_loss == h0.train_loss
+
+
+@pytest.mark.parametrize("dt,rtol", [("float32", 2e-5), ("float64", 1e-12)])
+def test_delta_gemm_tt_and_tn_agree(dt, rtol):
+    """The two GEMMs compute the same δ_prev, within rounding."""
+    from nnfast._cython import grid
+
+    rng = np.random.default_rng(4)
+    sizes = np.array([16, 40, 24, 5], np.int64)
+    n_w, n_b = int((sizes[:-1] * sizes[1:]).sum()), int(sizes[1:].sum())
+    X = rng.standard_normal((33, 16)).astype(dt)
+    y = rng.integers(0, 5, 33)
+    W = (rng.standard_normal((1, n_w)) * 0.3).astype(dt)
+    b = (rng.standard_normal((1, n_b)) * 0.1).astype(dt)
+    out = []
+    for choice in (0, 1):
+        step.set_delta_gemm(choice)
+        try:
+            dW, db = np.zeros_like(W), np.zeros_like(b)
+            bufs = [np.zeros((1, 33 * n_b), dt) for _ in range(3)]
+            J = grid.softmax_grid(X, y, sizes, W, b, dW, db, *bufs, 3, 0.0, np.array([0.01]))
+            out.append((J, dW, db))
+        finally:
+            step.set_delta_gemm(-1)
+    assert out[0][0] == pytest.approx(out[1][0], rel=rtol)
+    for u, v in zip(out[0][1:], out[1][1:]):
+        np.testing.assert_allclose(u, v, rtol=rtol, atol=rtol * np.abs(u).max())

@@ -21,7 +21,8 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
-from model_pass cimport IDENTITY_OUT, SIGMOID_OUT, SOFTMAX_OUT, l2_term, rows_pass
+from model_pass cimport (IDENTITY_OUT, SIGMOID_OUT, SOFTMAX_OUT, l2_term, nn_set_delta_tt,
+                        rows_pass)
 from optim_apply cimport adam_apply, momentum_apply, rmsprop_apply, sgd_apply
 
 cdef enum:
@@ -187,3 +188,9 @@ def run_batches(str output, const floating[:, ::1] X, y, const long long[::1] or
     return run(out, X, <long long*>NULL, &targets[0, 0] if targets.shape[0] else NULL,
                targets.shape[1], order, bounds, start, sizes, params, grads, kind, slope, lam,
                code, s[0], s[1], args, losses)
+
+
+def set_delta_gemm(int choice):
+    """How this module's model pass computes δ_prev = δ Wᵀ: 1 TT on δᵀ, 0 TN, -1 the CPU's
+    choice (``src/kernels/cpu.h``). For tests: ``nnfast._cython.step.set_delta_gemm``."""
+    nn_set_delta_tt(choice)

@@ -13,7 +13,7 @@ compilation (the Numba kernel's first call in a process loads ~0.3 s of cached c
 from cython cimport floating
 
 from model_pass cimport (IDENTITY_OUT, SIGMOID_OUT, SOFTMAX_OUT, check_shape,
-                        check_targets, l2_term, rows_pass)
+                        check_targets, l2_term, nn_set_delta_tt, rows_pass)
 
 
 cdef double model_step(int output, const floating* X, const long long* labels,
@@ -93,3 +93,9 @@ def identity_grid(const floating[:, ::1] X, const floating[:, ::1] y, const long
     check_targets(X.shape[0], y.shape[0], y.shape[1], sizes[sizes.shape[0] - 1])
     return run(IDENTITY_OUT, X, <long long*>NULL, &y[0, 0] if y.shape[0] else NULL, sizes,
                weights, biases, dweights, dbiases, zbuf, abuf, dbuf, kind, slope, lambdas)
+
+
+def set_delta_gemm(int choice):
+    """How this module's model pass computes δ_prev = δ Wᵀ: 1 TT on δᵀ, 0 TN, -1 the CPU's
+    choice (``src/kernels/cpu.h``). For tests: ``nnfast._cython.step.set_delta_gemm``."""
+    nn_set_delta_tt(choice)

@@ -9,6 +9,10 @@ from blas cimport gemm
 from kernel_common cimport IDENTITY, RELU, SIGMOID, TANH, grad_mul_block, unary_block
 from loss_terms cimport BCE, MSE, loss_block, softmax_xent_rows
 
+cdef extern from "cpu.h" nogil:
+    int nn_delta_tt()
+    void nn_set_delta_tt(int c)
+
 cdef extern from "l2_loops.h" nogil:
     double nn_l2_loop_f32(float* dW, const float* W, Py_ssize_t n, float s)
     double nn_l2_loop_f64(double* dW, const double* W, Py_ssize_t n, double s)
@@ -121,14 +125,19 @@ cdef inline double rows_pass(int output, const floating* X, const long long* lab
         for r in range(m):
             for j in range(fo):
                 db[bo + j] = db[bo + j] + di[r * fo + j]
-        if i > 0:
+        if i > 0 and nn_delta_tt():
             # δ_prev (m, fi) = δ Wᵀ  <=>  column-major δ_prevᵀ (fi×m) = Wᵀ · (δᵀ)ᵀ, with δᵀ
             # copied into this layer's a (free from here on: dW of the layer above has read
-            # it): OpenBLAS's small-matrix kernel takes TT, while TN runs its packing path
-            # (64-128-64-10 float32, batch 64: 13.6 -> 10.0 µs for the 128-wide δ_prev)
+            # it): on AVX-512 CPUs OpenBLAS's small-matrix kernel takes TT, while TN runs its
+            # packing path (cpu.h; 64-128-64-10 float32, batch 64: grid step 66.0 -> 64.3 µs)
             transpose(di, a + zo, m, fo)
             gemm(c'T', c'T', <int>fi, <int>m, <int>fo, W + wo, <int>fo, a + zo, <int>m,
                  d + zo - m * fi, <int>fi)
+        elif i > 0:
+            # δ_prev (m, fi) = δ Wᵀ  <=>  column-major δ_prevᵀ (fi×m) = W (fi×fo)ᵀᵀ · δᵀ
+            gemm(c'T', c'N', <int>fi, <int>m, <int>fo, W + wo, <int>fo, di, <int>fo,
+                 d + zo - m * fi, <int>fi)
+        if i > 0:
             grad_mul_block(kind, slope, (a if kind == SIGMOID or kind == TANH else z) + zo - m * fi,
                            d + zo - m * fi, m * fi)
     return loss

@@ -42,7 +42,7 @@ from libc.string cimport memcpy
 
 from kernel_common cimport IDENTITY, SIGMOID, TANH
 from model_pass cimport (IDENTITY_OUT, SIGMOID_OUT, SOFTMAX_OUT, check_shape,
-                        check_targets, l2_term, rows_pass)
+                        check_targets, l2_term, nn_set_delta_tt, rows_pass)
 
 cdef extern from "step_pool.h" nogil:
     enum:
@@ -421,3 +421,9 @@ def identity_step(const floating[:, ::1] X, const floating[:, ::1] y, const long
     check_targets(X.shape[0], y.shape[0], y.shape[1], sizes[sizes.shape[0] - 1])
     return run(IDENTITY_OUT, X, y, <long long*>NULL, &y[0, 0] if y.shape[0] else NULL,
                sizes, weights, biases, dweights, dbiases, kind, slope, lam, rows)
+
+
+def set_delta_gemm(int choice):
+    """How this module's model pass computes δ_prev = δ Wᵀ: 1 TT on δᵀ, 0 TN, -1 the CPU's
+    choice (``src/kernels/cpu.h``). For tests: ``nnfast._cython.step.set_delta_gemm``."""
+    nn_set_delta_tt(choice)

@@ -66,6 +66,13 @@ def _threads(num_threads):
     return 2 if MODE == "2" or usable_cpus() >= 2 else 1
 
 
+def set_delta_gemm(choice):
+    """How the one-call, chunked and epoch kernels compute δ_prev = δ Wᵀ (tests): 1 a TT GEMM
+    on δᵀ, 0 a TN GEMM, -1 (default) by the CPU (``src/kernels/cpu.h``)."""
+    for module in (grid, epoch) + ((chunked_kernels(),) if chunked_kernels() else ()):
+        module.set_delta_gemm(choice)
+
+
 def set_threads(num_threads):
     """``nnfast.set_num_threads`` calls this (if this module is loaded)."""
     if _pstep:
