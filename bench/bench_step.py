@@ -10,6 +10,11 @@ NumPy ``reference`` backend, and as yardsticks: ``gemms`` — the same step's ma
 through ``torch.compile``) and ``jax-jit`` (a ``jax.jit`` step with ``optax.adam``), on the same
 weights and batch, when those are installed.
 
+Group ``epochs-digits``: five epochs of ``MLP.fit`` on digits (64-128-64-10, batch 64, Adam,
+float32): the Cython backend with its epoch kernel (``epoch-kernel``: an epoch's batches in one
+call, ``src/kernels/epoch.pyx``), the same backend batch by batch (``batch-loop``), and the NumPy
+``reference``.
+
 Group ``fit-digits``: scikit-learn's digits, hidden (128, 64), Adam, batch 64, 100 epochs:
 ``nnfast`` (MLP.fit) against ``sklearn`` (MLPClassifier with the same settings and no early
 stopping); test accuracies are in ``extra_info`` and must agree within one point.
@@ -187,3 +192,29 @@ def test_fit_digits(benchmark, impl):
     if not benchmark.disabled:
         # Trained for 100 epochs, both reach ~97%+: a wrong step would show here.
         assert accuracy > 0.95, f"{impl} test accuracy {accuracy:.4f}"
+
+
+@pytest.mark.parametrize("impl", ["epoch-kernel", "batch-loop", "reference"])
+def test_epochs_digits(benchmark, impl):
+    import contextlib
+
+    cstep = pytest.importorskip("nnfast._cython.step", reason="the Cython backend is not built")
+    Xtr, _, ytr, _ = _digits()
+    Xtr = Xtr.astype(np.float32)
+    epochs = 1 if benchmark.disabled else 5
+    benchmark.group = "epochs-digits"
+    benchmark.extra_info["backend"] = impl
+
+    def fit():
+        saved, cstep.EPOCH_KERNEL = cstep.EPOCH_KERNEL, impl != "batch-loop"
+        try:
+            with (nnfast.use_backend("reference") if impl == "reference"
+                  else contextlib.nullcontext()):
+                model = nnfast.MLP([64, 128, 64, 10], dtype="float32", seed=0)
+                return model.fit(Xtr, ytr, optimizer="adam", lr=1e-3, epochs=epochs,
+                                 batch_size=64, tol=None, progress=False, seed=0)
+        finally:
+            cstep.EPOCH_KERNEL = saved
+    fit()                                    # warm-up: module loads, workspaces
+    history = benchmark(fit)
+    assert history.epochs == epochs and all(np.isfinite(history.train_loss))
