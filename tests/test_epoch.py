@@ -334,3 +334,17 @@ def test_delta_gemm_tt_and_tn_agree(dt, rtol):
     assert out[0][0] == pytest.approx(out[1][0], rel=rtol)
     for u, v in zip(out[0][1:], out[1][1:]):
         np.testing.assert_allclose(u, v, rtol=rtol, atol=rtol * np.abs(u).max())
+
+
+def test_calls_capped_by_work(monkeypatch):
+    """An epoch's batches go in calls of at most CALL_WORK multiply-adds (Ctrl-C is seen
+    between calls), with the same results as one call per epoch."""
+    X, y = data("float32", "softmax", n=203)
+    make = lambda: nnfast.MLP([7, 9, 4], dtype="float32", seed=3)  # noqa: E731
+    (p0, h0, _, c0), = fit_both(make, X, y, epochs=2, batch_size=32, seed=5)[1:]
+    assert c0 == [6, 7]
+    monkeypatch.setattr(step, "CALL_WORK", 3 * 32 * (7 * 9 + 9 * 4) * 3)   # three batches
+    (p1, h1, _, c1), = fit_both(make, X, y, epochs=2, batch_size=32, seed=5)[1:]
+    assert c1 == [3, 3, 3, 3, 1]
+    np.testing.assert_array_equal(p1, p0)
+    assert h1.train_loss == h0.train_loss

@@ -21,8 +21,8 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
-from model_pass cimport (IDENTITY_OUT, SIGMOID_OUT, SOFTMAX_OUT, l2_term, nn_set_delta_tt,
-                        rows_pass)
+from model_pass cimport (IDENTITY_OUT, SIGMOID_OUT, SOFTMAX_OUT, count_sizes, l2_term,
+                        nn_set_delta_tt, rows_pass)
 from optim_apply cimport adam_apply, momentum_apply, rmsprop_apply, sgd_apply
 
 cdef enum:
@@ -66,13 +66,7 @@ cdef Py_ssize_t run(int output, const floating[:, ::1] X, const long long* label
     cdef floating *z, *a, *d, *xg, *tg
     cdef long long* lg
     cdef double J
-    if L < 1 or sizes[0] != f:
-        raise ValueError(f"sizes must start with X's {f} columns, got {list(sizes)}")
-    for i in range(L):
-        if sizes[i] < 1 or sizes[i + 1] < 1:
-            raise ValueError(f"sizes must be positive, got {list(sizes)}")
-        n_w += sizes[i] * sizes[i + 1]
-        n_b += sizes[i + 1]
+    count_sizes(sizes, f, 0, &n_w, &n_b)
     if params.shape[0] != n_w + n_b or grads.shape[0] != n_w + n_b:
         raise ValueError(f"params and grads must have {n_w + n_b} elements, got "
                          f"{params.shape[0]} and {grads.shape[0]}")

@@ -13,7 +13,7 @@ compilation (the Numba kernel's first call in a process loads ~0.3 s of cached c
 from cython cimport floating
 
 from model_pass cimport (IDENTITY_OUT, SIGMOID_OUT, SOFTMAX_OUT, check_shape,
-                        check_targets, l2_term, nn_set_delta_tt, rows_pass)
+                        check_targets, count_sizes, l2_term, nn_set_delta_tt, rows_pass)
 
 
 cdef double model_step(int output, const floating* X, const long long* labels,
@@ -39,13 +39,7 @@ cdef double run(int output, const floating[:, ::1] X, const long long* labels,
     cdef Py_ssize_t K = lambdas.shape[0], L = sizes.shape[0] - 1, m = X.shape[0], k, i
     cdef Py_ssize_t n_w = 0, n_b = 0, n_z = 0
     cdef double total = 0
-    if L < 1 or sizes[0] != X.shape[1]:
-        raise ValueError(f"sizes must start with X's {X.shape[1]} columns, got {list(sizes)}")
-    for i in range(L):
-        if sizes[i] < 1 or sizes[i + 1] < 1:
-            raise ValueError(f"sizes must be positive, got {list(sizes)}")
-        n_w += sizes[i] * sizes[i + 1]
-        n_b += sizes[i + 1]
+    count_sizes(sizes, X.shape[1], 0, &n_w, &n_b)
     n_z = m * n_b
     check_shape("weights", weights.shape[0], weights.shape[1], K, n_w)
     check_shape("dweights", dweights.shape[0], dweights.shape[1], K, n_w)

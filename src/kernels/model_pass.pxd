@@ -38,6 +38,24 @@ cdef inline double l2_term(floating* dW, const floating* W, Py_ssize_t n_w, Py_s
         return lam / (2.0 * m) * nn_l2_loop_f64(dW, W, n_w, <double>(lam / m))
 
 
+cdef inline int count_sizes(const long long[::1] sizes, Py_ssize_t features,
+                            Py_ssize_t max_layers, Py_ssize_t* n_w, Py_ssize_t* n_b) except -1:
+    """ValueError unless ``sizes`` is a network on ``features`` inputs of positive widths (and
+    at most ``max_layers`` layers, 0: any number); its weight and bias counts into n_w, n_b."""
+    cdef Py_ssize_t i, L = sizes.shape[0] - 1
+    if L < 1 or (max_layers and L > max_layers) or sizes[0] != features:
+        most = f" and have at most {max_layers} layers" if max_layers else ""
+        raise ValueError(f"sizes must start with X's {features} columns{most}, got "
+                         f"{list(sizes)}")
+    n_w[0] = n_b[0] = 0
+    for i in range(L):
+        if sizes[i] < 1 or sizes[i + 1] < 1:
+            raise ValueError(f"sizes must be positive, got {list(sizes)}")
+        n_w[0] += sizes[i] * sizes[i + 1]
+        n_b[0] += sizes[i + 1]
+    return 0
+
+
 cdef inline int check_shape(str name, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t K,
                             Py_ssize_t width) except -1:
     """ValueError naming a (K, width) buffer of another shape."""

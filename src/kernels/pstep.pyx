@@ -42,7 +42,7 @@ from libc.string cimport memcpy
 
 from kernel_common cimport IDENTITY, SIGMOID, TANH
 from model_pass cimport (IDENTITY_OUT, SIGMOID_OUT, SOFTMAX_OUT, check_shape,
-                        check_targets, l2_term, nn_set_delta_tt, rows_pass)
+                        check_targets, count_sizes, l2_term, nn_set_delta_tt, rows_pass)
 
 cdef extern from "step_pool.h" nogil:
     enum:
@@ -307,14 +307,7 @@ cdef double run(int output, const floating[:, ::1] X, object y_obj, const long l
     cdef void* private = NULL
     cdef bint use_helper = False, busy
     cdef double J
-    if L < 1 or L > NN_POOL_MAX_LAYERS or sizes[0] != X.shape[1]:
-        raise ValueError(f"sizes must start with X's {X.shape[1]} columns and have at most "
-                         f"{NN_POOL_MAX_LAYERS} layers, got {list(sizes)}")
-    for i in range(L):
-        if sizes[i] < 1 or sizes[i + 1] < 1:
-            raise ValueError(f"sizes must be positive, got {list(sizes)}")
-        n_w += sizes[i] * sizes[i + 1]
-        n_b += sizes[i + 1]
+    count_sizes(sizes, X.shape[1], NN_POOL_MAX_LAYERS, &n_w, &n_b)
     check_shape("weights", weights.shape[0], weights.shape[1], 1, n_w)
     check_shape("dweights", dweights.shape[0], dweights.shape[1], 1, n_w)
     check_shape("biases", biases.shape[0], biases.shape[1], 1, n_b)

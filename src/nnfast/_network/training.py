@@ -96,12 +96,12 @@ def run_epoch(net, network, optimizer, X, y, order, bounds):
             served = batches(net, optimizer, X, y, order, bounds, j)
             if served is None:
                 batches = None
-            else:
+            elif served:                # some applied: the backend goes on from there
                 for loss in served:
                     total += loss * (bounds[j + 1] - bounds[j])
                     j += 1
-                if j == n_batches:
-                    break
+                continue
+        # batch j this loop's way (a non-finite J raises here, with the batch not applied)
         lo, hi = bounds[j], bounds[j + 1]
         ws = net._workspace(hi - lo)
         if order is not None:
