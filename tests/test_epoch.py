@@ -3,6 +3,10 @@
 batch-by-batch loop (``EPOCH_KERNEL = False``) bit for bit, in ``MLP.fit`` and in the
 scikit-learn front; where it does not serve, the loop runs; bad arguments to the kernel raise."""
 import contextlib
+import signal
+import subprocess
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -348,3 +352,32 @@ def test_calls_capped_by_work(monkeypatch):
     assert c1 == [3, 3, 3, 3, 1]
     np.testing.assert_array_equal(p1, p0)
     assert h1.train_loss == h0.train_loss
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals")
+def test_ctrl_c_stops_a_long_fit():
+    """SIGINT in the middle of fit's epochs (kernel calls of ~0.1 s) raises KeyboardInterrupt
+    at once; the fit would otherwise run for minutes."""
+    code = (
+        "import signal, numpy as np, nnfast\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "rng = np.random.default_rng(0)\n"
+        "X = rng.standard_normal((100000, 64)).astype(np.float32)\n"
+        "y = rng.integers(0, 10, 100000)\n"
+        "net = nnfast.MLP([64, 128, 64, 10], dtype='float32', seed=0)\n"
+        "net.fit(X[:128], y[:128], epochs=1, batch_size=64)\n"
+        "print('start', flush=True)\n"
+        "try:\n"
+        "    net.fit(X, y, epochs=1000, batch_size=64, tol=None)\n"
+        "    print('finished', flush=True)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "start"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert out.strip() == "interrupted"
