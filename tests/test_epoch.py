@@ -298,7 +298,7 @@ def delta_gemm(request):
     """Both ways of δ_prev = δ Wᵀ (cpu.h), whichever this CPU picks by default."""
     step.set_delta_gemm(request.param)
     yield request.param
-    step.set_delta_gemm(-1)
+    step.set_delta_gemm()
 
 
 @pytest.mark.parametrize("dt", ["float32", "float64"])
@@ -334,7 +334,7 @@ def test_delta_gemm_tt_and_tn_agree(dt, rtol):
             J = grid.softmax_grid(X, y, sizes, W, b, dW, db, *bufs, 3, 0.0, np.array([0.01]))
             out.append((J, dW, db))
         finally:
-            step.set_delta_gemm(-1)
+            step.set_delta_gemm()
     assert out[0][0] == pytest.approx(out[1][0], rel=rtol)
     for u, v in zip(out[0][1:], out[1][1:]):
         np.testing.assert_allclose(u, v, rtol=rtol, atol=rtol * np.abs(u).max())
@@ -381,3 +381,23 @@ def test_ctrl_c_stops_a_long_fit():
     finally:
         proc.kill()
     assert out.strip() == "interrupted"
+
+
+@pytest.mark.parametrize("core,expected", [("Haswell", 0), ("zen", 0), ("SkylakeX", None),
+                                           (None, None)])
+def test_delta_gemm_follows_openblas_core(core, expected):
+    """TT only where OpenBLAS may run its small-matrix kernels: OPENBLAS_CORETYPE naming a core
+    without them means TN; otherwise the CPU decides (TT with AVX-512F)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    if core is not None:
+        env["OPENBLAS_CORETYPE"] = core
+    code = ("from nnfast._cython import grid, step\n"
+            "import numpy as np\n"
+            "from numpy._core._multiarray_umath import __cpu_features__ as f\n"
+            "print(grid.delta_gemm(), int(f.get('AVX512F', False)))\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    chosen, avx512 = int(out[0]), int(out[1])
+    assert chosen == (avx512 if expected is None else expected)

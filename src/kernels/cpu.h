@@ -16,8 +16,9 @@ static inline int nn_cpu_avx512f(void) {
  * small-matrix path serves NN, NT and TT products but not TN (measured, scipy's OpenBLAS 0.3.30
  * on Zen 4, float32 M128 N64 K64: TT 10.0 µs, TN 13.6); with its Haswell kernels (AVX2 CPUs) TN
  * is as fast as the others (14.6 against TT 15.4), and the copy would be a loss. The choice is
- * per extension module (this is a static); nn_set_delta_tt (tests) overrides it, -1 restores
- * the CPU's. */
+ * per extension module (this is a static); nn_set_delta_tt overrides it (nnfast._cython.step
+ * sets 0 when OPENBLAS_CORETYPE names a core without the small-matrix kernels; tests force
+ * either), -1 restores the CPU's. */
 static int nn_delta_choice = -1;
 
 static inline int nn_delta_tt(void) {

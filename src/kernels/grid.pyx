@@ -13,7 +13,8 @@ compilation (the Numba kernel's first call in a process loads ~0.3 s of cached c
 from cython cimport floating
 
 from model_pass cimport (IDENTITY_OUT, SIGMOID_OUT, SOFTMAX_OUT, check_shape,
-                        check_targets, count_sizes, l2_term, nn_set_delta_tt, rows_pass)
+                        check_targets, count_sizes, l2_term, nn_delta_tt,
+                        nn_set_delta_tt, rows_pass)
 
 
 cdef double model_step(int output, const floating* X, const long long* labels,
@@ -93,3 +94,8 @@ def set_delta_gemm(int choice):
     """How this module's model pass computes δ_prev = δ Wᵀ: 1 TT on δᵀ, 0 TN, -1 the CPU's
     choice (``src/kernels/cpu.h``). For tests: ``nnfast._cython.step.set_delta_gemm``."""
     nn_set_delta_tt(choice)
+
+
+def delta_gemm():
+    """1 if this module's model pass computes δ_prev as a TT GEMM, 0 if as TN."""
+    return nn_delta_tt()

@@ -70,11 +70,26 @@ def _threads(num_threads):
     return 2 if MODE == "2" or usable_cpus() >= 2 else 1
 
 
-def set_delta_gemm(choice):
-    """How the one-call, chunked and epoch kernels compute δ_prev = δ Wᵀ (tests): 1 a TT GEMM
-    on δᵀ, 0 a TN GEMM, -1 (default) by the CPU (``src/kernels/cpu.h``)."""
-    for module in (grid, epoch) + ((chunked_kernels(),) if chunked_kernels() else ()):
-        module.set_delta_gemm(choice)
+#: OpenBLAS core types whose kernels include the small-matrix GEMMs that make the TT δ_prev
+#: pay (``src/kernels/cpu.h``); OPENBLAS_CORETYPE naming another one (e.g. Haswell on an AVX-512
+#: CPU) means TN, whatever the CPU.
+SMALL_GEMM_CORES = ("skylakex", "cooperlake", "sapphirerapids")
+
+
+def _default_delta():
+    """-1 (the CPU decides: TT with AVX-512), or 0 when OPENBLAS_CORETYPE holds OpenBLAS to
+    kernels without the small-matrix path."""
+    core = os.environ.get("OPENBLAS_CORETYPE", "").strip().lower()
+    return 0 if core and core not in SMALL_GEMM_CORES else -1
+
+
+def set_delta_gemm(choice=None):
+    """How the one-call, chunked and epoch kernels compute δ_prev = δ Wᵀ: 1 a TT GEMM on δᵀ, 0 a
+    TN GEMM, -1 by the CPU (``src/kernels/cpu.h``); None: the default (``_default_delta``)."""
+    global _delta
+    _delta = _default_delta() if choice is None else choice
+    for module in (grid, epoch) + ((_pstep,) if _pstep else ()):
+        module.set_delta_gemm(_delta)
 
 
 def set_threads(num_threads):
@@ -94,6 +109,7 @@ def chunked_kernels():
             _pstep = False
         else:
             pstep.threads = _threads(_backend._num_threads)
+            pstep.set_delta_gemm(_delta)
             _pstep = pstep
     return _pstep or None
 
@@ -195,3 +211,5 @@ class _Network(LayerByLayer):
 
 
 network = _Network(activations, batchnorm, dense, losses)
+_delta = -1
+set_delta_gemm()
