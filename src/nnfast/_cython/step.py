@@ -8,9 +8,9 @@ forward, loss, backward and the L2 term without Python or the GIL between the la
 A batch big enough to be worth two cores (``worth_two``) runs as two row chunks instead
 (``src/kernels/pstep.pyx``, Linux builds), the second on a helper thread when this process may
 use two CPUs; ``NNFAST_STEP_THREADS`` chooses (README, "Backends").
-In ``fit``'s and the scikit-learn front's epochs, the batches the one-call kernel serves run as one
-call per epoch (``src/kernels/epoch.pyx``: gather, step and the optimizer's update per batch,
-``run_batches``), with the results of the batch-by-batch loop bit for bit.
+In ``fit``'s and the scikit-learn front's epochs, the batches the one-call kernel serves run in
+calls of ``src/kernels/epoch.pyx`` (gather, step and the optimizer's update per batch, up to
+``CALL_WORK`` per call: ``run_batches``), with the results of the batch-by-batch loop bit for bit.
 Everything else — batch norm, soft softmax targets, the loss without gradients, inference — is
 the network pass kernel by kernel (``nnfast._network.passes.LayerByLayer``) over this backend's
 compiled kernels, whose GEMMs and fused epilogues do the work.
@@ -171,7 +171,7 @@ class _Network(LayerByLayer):
                 if worth_two(size, n_w):
                     break
             stop += 1
-        if stop == start and start < len(bounds) - 1:
+        if stop == start < last:
             return None         # the epoch's batches are worth two threads: pstep's
         trusted = optimizer._trusted
         if (trusted is None or trusted[0] is not params or trusted[1] is not grads
