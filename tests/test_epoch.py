@@ -149,8 +149,7 @@ def test_non_finite_loss_raises_as_the_loop_does():
 
 
 def test_sklearn_front_equals_batch_by_batch():
-    pytest.importorskip("sklearn")
-    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.exceptions import ConvergenceWarning      # a dependency: never skipped
 
     from nnfast.sklearn import MLPClassifier, MLPRegressor
 
