@@ -185,6 +185,16 @@ static inline double nn_sigmoid(double x)
 #define NN_CLONES
 #endif
 
+/* Three levels (x86-64-v4: AVX-512, v3, baseline) for loops bound by vector width where AVX-512
+ * pays too (optim_loops.h's Adam/RMSprop, l2_loops.h). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && !defined(__AVX512F__) && !defined(NNFAST_NO_CLONES)
+#define NN_CLONES3 \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define NN_CLONES3
+#endif
+
 #define NN_LOOP(name, T, f) \
     NN_CLONES static void name(const T *x, T *out, ptrdiff_t n) \
     { for (ptrdiff_t i = 0; i < n; i++) out[i] = f(x[i]); }

@@ -4,20 +4,15 @@
  * reported J) over eight interleaved partial sums, added in a fixed order. On a baseline x86-64
  * build (the wheel: SSE2) they took 4.7 µs of a 67 µs grid step (64-128-64-10, batch 64,
  * float32, 17k weights; Zen 4). Here each is compiled for x86-64-v4 (AVX-512), x86-64-v3 (AVX2)
- * and the baseline, and the loader picks one per CPU (as optim_loops.h). Contraction into FMA is
- * off, and the partial sums are the source's, so every version gives the same bits. */
+ * and the baseline, and the loader picks one per CPU (fastmath.h's NN_CLONES3). Contraction
+ * into FMA is off, and the partial sums are the source's, so every version gives the same bits.
+ */
 #ifndef NNFAST_L2_LOOPS_H
 #define NNFAST_L2_LOOPS_H
 
 #include <stddef.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
-    && !defined(__AVX512F__) && !defined(NNFAST_NO_CLONES)
-#define NN_L2_CLONES \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define NN_L2_CLONES
-#endif
+#include "fastmath.h"     /* NN_CLONES3 */
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
@@ -27,7 +22,7 @@
 /* dW[i] += s·W[i]; returns Σ W[i]² in double: eight partial sums acc[j] over i ≡ j (mod 8) of
  * the first n - n % 8 elements; the tail added to a running total first, then acc[0..7]. */
 #define NN_L2_LOOP(name, T) \
-    NN_L2_CLONES static double name(T *restrict dW, const T *restrict W, ptrdiff_t n, T s) \
+    NN_CLONES3 static double name(T *restrict dW, const T *restrict W, ptrdiff_t n, T s) \
     { \
         double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, total = 0; \
         ptrdiff_t n_main = n - n % 8; \

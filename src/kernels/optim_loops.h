@@ -18,14 +18,6 @@
 
 #include "fastmath.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
-    && !defined(__AVX512F__) && !defined(NNFAST_NO_CLONES)
-#define NN_CLONES3 \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define NN_CLONES3
-#endif
-
 /* Adam: θ·wd_factor (AdamW: 1 - α·wd) or dθ + wd·θ (coupled), V = β1 V + (1-β1) dθ,
  * S = β2 S + (1-β2) dθ², θ -= α (V/bc1) / (sqrt(S/bc2 + ε) or sqrt(S/bc2) + ε). */
 #define NN_ADAM_LOOP(name, T, SQRT) \
