@@ -1,6 +1,9 @@
 """``MLP.save`` / ``MLP.load``: config, parameters and buffers in an uncompressed ``.npz``
-(never pickle). ``load`` checks every array's header before it reads the data, so a file that
-``save`` did not write raises ``ModelFileError`` without allocating more than its own size."""
+(never pickle). ``save`` writes through ``nnfast._files.replacing``: a temporary file in the
+target's folder, fsync'ed, then renamed onto the target, so a save killed at any moment leaves the
+earlier file whole (tests/test_persistence_kill.py kills real processes part-way). ``load``
+checks every array's header before it reads the data, so a file that ``save`` did not write
+raises ``ModelFileError`` without allocating more than its own size."""
 import json
 import math
 import os
@@ -8,6 +11,7 @@ import zipfile
 
 import numpy as np
 
+from .._files import replacing
 from .layout import counts
 
 _FORMAT = 1
@@ -31,8 +35,9 @@ def save(net, path):
     if not path.endswith(".npz"):
         path += ".npz"
     config = dict(net.get_config(), format=_FORMAT)
-    np.savez(path, config=np.array(json.dumps(config)), flat_params=net.flat_params,
-             flat_buffers=net.flat_buffers)
+    with replacing(path) as f:
+        np.savez(f, config=np.array(json.dumps(config)), flat_params=net.flat_params,
+                 flat_buffers=net.flat_buffers)
     return path
 
 
