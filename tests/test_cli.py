@@ -211,3 +211,36 @@ def test_demo_plot_prints_the_paths(capsys, tmp_path):
     for name in ("learning_curve", "validation_curve", "loss_history"):
         path = tmp_path / f"{name}.png"
         assert f"saved {path}" in out and path.stat().st_size > 0
+
+
+@pytest.mark.parametrize("load, reference", [([1.2, 1.0, 0.5], False), ([0.1, 0.2, 0.3], True)])
+def test_bench_records_the_load_and_warns_when_busy(monkeypatch, capsys, tmp_path, load,
+                                                    reference):
+    monkeypatch.setattr(_bench, "load_average", lambda: load)
+    path = tmp_path / "run.json"
+    argv = ["bench", "--quick", "--sizes", "100", "--repeat", "1", "--no-context", "--no-step",
+            "--kernels", "relu", "--json", str(path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    shown = " ".join(f"{x:g}" for x in load)
+    assert f"load average at start: {shown} (1, 5, 15 min)" in out.split("kernels:")[0]
+    assert f"load average at end: {shown}" in out.split("kernels:")[1]
+    assert ("not a reference run" in out) is not reference
+    assert f"JSON written to {path}" in out
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]    # no temporary file left
+    run = json.loads(path.read_text())
+    assert run["load_average"] == {"start": load, "end": load}
+    assert run["reference_run"] is reference
+    # 1.2 is busy at the start, not at the end (where the run itself adds 1)
+    assert len(run["load_warnings"]) == (0 if reference else 1)
+    assert [r["backend"] for r in run["kernels"]] == ["reference"] + _bench.compiled_backends()
+
+
+def test_bench_json_on_stdout_warns_on_stderr(monkeypatch, capsys):
+    monkeypatch.setattr(_bench, "load_average", lambda: [3.0, 3.0, 3.0])
+    argv = ["bench", "--json", "--quick", "--sizes", "100", "--repeat", "1", "--no-context",
+            "--no-step", "--kernels", "relu"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["reference_run"] is False
+    assert "nnfast bench: warning: load average 3 exceeds 0.5" in captured.err

@@ -153,3 +153,209 @@ def test_readme_section_from_one_run(run_json):
         for impl in {r.impl for r in records} - {"reference"}:
             ratio = by[(group, "reference")].median / by[(group, impl)].median
             assert f"{impl} {report.sig(ratio)}×" in line
+
+
+# --- the marking rules, on synthetic runs ---------------------------------------------------
+
+def _pytest_benchmark_run(path, rows, **top):
+    """A pytest-benchmark JSON file with ``rows`` of (group, impl, median s, iqr s)."""
+    data = {"machine_info": {"cpu": {"brand_raw": "Synthetic CPU"}},
+            "datetime": "2026-12-07T10:00:00", **top,
+            "benchmarks": [{"group": g, "name": f"test[{i}]", "extra_info": {"backend": i},
+                            "stats": {"median": m, "iqr": q, "min": m - q, "rounds": 9}}
+                           for g, i, m, q in rows]}
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _cells(text, group):
+    header = next(line for line in text.splitlines() if line.startswith("| group |"))
+    names = [c.strip() for c in header.strip("|").split("|")]
+    line = next(line for line in text.splitlines() if line.startswith(f"| {group} |"))
+    return dict(zip(names, (c.strip() for c in line.strip("|").split("|"))))
+
+
+def test_noisy_cells_and_noisy_baselines_are_marked(tmp_path):
+    path = _pytest_benchmark_run(tmp_path / "run.json", [
+        ("adam-float32-1e6", "reference", 1e-3, 0.05e-3),   # 5%
+        ("adam-float32-1e6", "numba", 0.5e-3, 0.05e-3),     # 10%: not above the limit
+        ("adam-float32-1e6", "cython", 0.25e-3, 0.05e-3),   # 20%: noisy
+        ("sgd-float32-1e6", "reference", 1e-3, 0.3e-3),     # the baseline itself is noisy
+        ("sgd-float32-1e6", "numba", 0.5e-3, 0.01e-3),
+    ])
+    text = report.markdown_table(report.load(path))
+    adam = _cells(text, "adam-float32-1e6")
+    assert adam["numba"] == "2.0×" and adam["cython"] == "~4.0×"
+    assert adam["baseline median ± IQR"] == "1.00ms ±5.0%"
+    sgd = _cells(text, "sgd-float32-1e6")
+    assert sgd["numba"] == "~2.0×"                       # quiet, but against a noisy baseline
+    assert sgd["baseline median ± IQR"] == "~1.00ms ±30%"
+    assert "| 4.0×" not in text and "| 2.0× |" not in text.split("sgd")[1]
+
+
+def test_a_step_faster_than_its_gemms_is_implausible(tmp_path):
+    path = _pytest_benchmark_run(tmp_path / "run.json", [
+        ("step-64-128-10-b32", "reference", 5e-3, 0.1e-3),
+        ("step-64-128-10-b32", "gemms", 1e-3, 0.01e-3),
+        ("step-64-128-10-b32", "auto", 0.5e-3, 0.01e-3),    # half its own GEMMs' time
+        ("step-64-128-10-b32", "numba", 2e-3, 0.02e-3),
+    ])
+    records = report.load(path)
+    assert report.marks(records)[("step-64-128-10-b32", "auto")] == "implausible"
+    cells = _cells(report.markdown_table(records), "step-64-128-10-b32")
+    assert cells["auto"] == "implausible" and cells["numba"] == "2.5×"
+    assert cells["gemms"] == "5.0×"
+    assert "10×" not in report.markdown_table(records)     # auto's ratio is not printed
+    assert "implausible" in report.text_table(records) and "10.00x" not in report.text_table(
+        records)
+
+
+def test_records_without_spread_and_unrecorded_load(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({
+        "format": "nnfast-records/1", "title": "Old run", "date": "2026-11-28",
+        "source": "transcribed", "load_note": "3-9 on 2 cores",
+        "records": [
+            {"group": "fit-digits", "impl": "sklearn", "median": 1.0, "iqr": None},
+            {"group": "fit-digits", "impl": "nnfast", "median": 0.2, "iqr": None},
+            {"group": "adam-float32-1e7", "impl": "reference", "median": 0.1, "iqr": 0.001},
+            {"group": "adam-float32-1e7", "impl": "cython", "median": 0.02, "spread_max": 0.1},
+            {"group": "adam-float32-1e7", "impl": "numba", "median": 0.02, "iqr": None},
+        ]}))
+    run = report.load_run(path)
+    text = report.markdown_table(run.records)
+    fit = _cells(text, "fit-digits")
+    assert fit["nnfast"] == "~5.0×" and "not recorded" in fit["baseline median ± IQR"]
+    adam = _cells(text, "adam-float32-1e7")
+    assert adam["cython"] == "5.0×" and adam["numba"] == "~5.0×"
+    page = report.markdown_page(run)
+    assert page.startswith("### Old run") and "Source: transcribed" in page
+    assert "**Not a reference run**: load average not recorded (3-9 on 2 cores)" in page
+
+
+def test_load_average_decides_a_reference_run(tmp_path):
+    rows = [("relu-float32-1e3", "reference", 1e-6, 0.0)]
+    busy = report.load_run(_pytest_benchmark_run(
+        tmp_path / "busy.json", rows, load_average={"start": [2.5, 1.0, 0.5], "end": None}))
+    quiet = report.load_run(_pytest_benchmark_run(
+        tmp_path / "quiet.json", rows, load_average={"start": [0.2, 0.1, 0.1],
+                                                      "end": [1.1, 0.3, 0.1]}))
+    assert "exceeds 0.5" in report.reference_run(busy.meta)
+    assert report.reference_run(quiet.meta) is None
+    assert "A reference run" in report.markdown_page(quiet)
+    assert "**Not a reference run**: load average 2.5 exceeds 0.5" in report.markdown_page(busy)
+
+
+def test_nnfast_bench_json_is_a_kept_run(tmp_path):
+    bench_run = {
+        "date": "2026-12-07T10:00:00", "load_average": {"start": [0.1, 0.1, 0.1],
+                                                        "end": [1.0, 0.5, 0.2]},
+        "context": {"cpu": "Synthetic CPU"},
+        "kernels": [
+            {"kernel": "relu", "size": 1000, "dtype": "float32", "backend": "reference",
+             "median": 2e-6, "iqr": 1e-8, "min": 2e-6, "times": [2e-6] * 3},
+            {"kernel": "relu", "size": 1000, "dtype": "float32", "backend": "numba",
+             "median": 1e-6, "iqr": 5e-7, "min": 1e-6, "times": [1e-6] * 3},
+            {"kernel": "relu", "size": 1000, "dtype": "float32", "backend": "cython",
+             "skipped": "not built"}],
+        "step": [
+            {"kernel": "step-784-10-b128", "dtype": "float32", "backend": b, "median": m,
+             "iqr": 0.0, "min": m, "times": [m] * 3}
+            for b, m in (("gemms", 1e-3), ("reference", 4e-3), ("auto", 2e-3))]}
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(bench_run))
+    run = report.load_run(path)
+    assert {(r.group, r.impl) for r in run.records} == {
+        ("relu-float32-1e3", "reference"), ("relu-float32-1e3", "numba"),
+        ("step-784-10-b128", "gemms"), ("step-784-10-b128", "reference"),
+        ("step-784-10-b128", "auto")}
+    text = report.markdown_table(run.records)
+    assert _cells(text, "relu-float32-1e3")["numba"] == "~2.0×"     # ±50%
+    assert _cells(text, "step-784-10-b128")["auto"] == "2.0×"
+    assert report.reference_run(run.meta) is None
+
+
+def test_docs_pages_are_generated_from_the_kept_runs(tmp_path, capsys):
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    _pytest_benchmark_run(folder / "a.json", [("relu-float32-1e3", "reference", 1e-6, 0.0),
+                                              ("relu-float32-1e3", "numba", 5e-7, 0.0)])
+    _pytest_benchmark_run(folder / "b.json", [("relu-float32-1e3", "reference", 1e-6, 0.0)])
+    out = tmp_path / "pages"
+    assert main(["report", "--docs", str(folder), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.md", "b.md"]    # no temporary files
+    assert (out / "a.md").read_text() == report.markdown_page(report.load_run(folder / "a.json"))
+    assert "| relu-float32-1e3 | reference |" in (out / "a.md").read_text()
+    assert "2 page(s)" in capsys.readouterr().out
+    bad = folder / "c.json"
+    bad.write_text("{}")
+    with pytest.raises(ValueError, match="neither a pytest-benchmark run"):
+        report.docs_pages(folder, out)
+
+
+# --- nnfast bench: re-measured once, then marked ------------------------------------------
+
+def _timings(monkeypatch, sequences):
+    """``_bench.time_calls`` returning the next per-call list of ``sequences[name]``, where
+    ``name`` is the backend in force (or what ``fn.name`` says)."""
+    from nnfast import _bench, _backend
+
+    calls = []
+
+    def time_calls(fn, repeat, target):
+        name = getattr(fn, "name", None) or _backend.get_backend()
+        calls.append(name)
+        return sequences[name].pop(0)
+    monkeypatch.setattr(_bench, "time_calls", time_calls)
+    return calls
+
+
+QUIET = [1e-3] * 5
+NOISY = [0.5e-3, 0.9e-3, 1e-3, 1.1e-3, 2e-3]       # IQR/median 20%
+
+
+def test_bench_remeasures_a_noisy_cell_once_then_marks_it(monkeypatch):
+    from nnfast import _bench
+
+    calls = _timings(monkeypatch, {"reference": [QUIET], "numba": [NOISY, QUIET],
+                                   "cython": [NOISY, NOISY]})
+    backends = [b for b in ("numba", "cython")]
+    monkeypatch.setattr(_bench, "missing", lambda backend, kernel: None)
+    rows = {r["backend"]: r for r in _bench.kernel_rows(["relu"], [100], backends, repeat=5)}
+    assert calls == ["reference", "numba", "numba", "cython", "cython"]
+    assert not rows["reference"]["remeasured"] and rows["reference"]["mark"] == ""
+    assert rows["numba"]["remeasured"] and rows["numba"]["mark"] == ""
+    assert rows["numba"]["first_times"] == NOISY and rows["numba"]["times"] == QUIET
+    assert rows["cython"]["remeasured"] and rows["cython"]["mark"] == "noisy"
+    line = _bench.format_kernel_row(rows["cython"])
+    assert " ~1.0 " in line and "~" not in _bench.format_kernel_row(rows["numba"])
+
+
+def test_bench_marks_cells_of_a_noisy_reference(monkeypatch):
+    from nnfast import _bench
+
+    _timings(monkeypatch, {"reference": [NOISY, NOISY], "numba": [QUIET]})
+    monkeypatch.setattr(_bench, "missing", lambda backend, kernel: None)
+    rows = list(_bench.kernel_rows(["relu"], [100], ["numba"], repeat=5))
+    assert [r["mark"] for r in rows] == ["noisy", "noisy"]
+
+
+def test_bench_step_faster_than_its_gemms_is_implausible(monkeypatch):
+    from nnfast import _bench
+
+    def named(name):
+        fn = (lambda: None)
+        fn.name = name
+        return fn
+    monkeypatch.setattr(_bench, "step_gemms", lambda sizes, m, dtype: named("gemms"))
+    monkeypatch.setattr(_bench, "train_step", lambda impl, sizes, m, dtype: named(impl))
+    fast = [0.5e-3] * 5
+    calls = _timings(monkeypatch, {"gemms": [QUIET], "reference": [[4e-3] * 5],
+                                   "auto": [fast, fast], "numba": [fast, [2e-3] * 5]})
+    rows = {r["backend"]: r for r in _bench.step_rows(["numba"], repeat=5)}
+    assert calls == ["gemms", "reference", "auto", "auto", "numba", "numba"]
+    assert rows["auto"]["mark"] == "implausible" and rows["auto"]["remeasured"]
+    assert rows["numba"]["mark"] == "" and rows["numba"]["of_gemms"] == pytest.approx(2.0)
+    line = _bench.format_step_row(rows["auto"])
+    assert "implausible" in line and "0.5" not in line
+    assert _bench.format_step_row(rows["numba"]).split()[-2:] == ["2.00", "2.0"]

@@ -11,7 +11,9 @@ pytest-benchmark suites in ``bench/`` build their benchmarks from this same tabl
 ``nnfast bench`` (``cli.py``) runs, in one process: ``machine_context`` (CPU, cores, BLAS,
 single- and all-core GEMM GFLOP/s, copy GB/s), then ``kernel_rows`` and ``step_rows``, which
 yield each measurement as soon as it is taken, with the median and IQR of its repeats, so that
-a noisy run shows as noisy.
+a noisy run shows as noisy. A measurement whose spread (IQR ÷ median) exceeds 10% is taken once
+more (``remeasured``); a row still noisy, or whose baseline is, carries ``mark`` "noisy", and a
+step faster than its own GEMMs "implausible" (the rules: ``nnfast._tables``).
 """
 import math
 from typing import Callable, NamedTuple
@@ -21,10 +23,11 @@ import numpy as np
 import nnfast
 from nnfast import _backend
 from nnfast._tables import (  # noqa: F401  (re-exported: cli, report, bench/)
-    KERNEL_HEADER, format_context, format_kernel_row, format_seconds, format_size,
-    STEP_NET, format_step_row, kernel_header, sig, step_header)
+    KERNEL_HEADER, NOISY_SPREAD, format_context, format_kernel_row, format_load, format_seconds,
+    format_size, STEP_NET, format_step_row, kernel_header, mark, sig, spread, step_header)
 from nnfast._machine import (  # noqa: F401  (re-exported: the bench/ suites use them)
-    copy_bandwidth, gemm_gflops, machine_context, summary, time_calls)
+    copy_bandwidth, gemm_gflops, load_average, load_warning, machine_context, summary,
+    time_calls)
 
 DEFAULT_SIZES = (1_000, 100_000, 1_000_000)
 QUICK_SIZES = (1_000, 10_000)
@@ -240,6 +243,24 @@ def compiled_backends():
 
 # --- kernels and the training step ----------------------------------------------------------
 
+def _measured(fn, repeat, target, again=lambda row: False):
+    """``summary`` of ``time_calls(fn)`` with ``times`` and ``spread``; taken a second time
+    (``remeasured``, the first ``times`` kept as ``first_times``) when the first is noisy or
+    ``again(row)`` says so — one scheduler stall does not decide a cell."""
+    def take():
+        times = time_calls(fn, repeat, target)
+        row = {**summary(times), "times": times}
+        row["spread"] = spread(row["median"], row["iqr"])
+        return row
+
+    row = take()
+    if row["spread"] > NOISY_SPREAD or again(row):
+        first = row["times"]
+        row = {**take(), "first_times": first}
+    row["remeasured"] = "first_times" in row
+    return row
+
+
 def kernel_rows(kernels, sizes, backends, dtype="float32", repeat=5, target=0.005, context=None,
                 seed=0):
     """Time each kernel × size × backend; yields one row (a dict) per measurement, as soon as
@@ -255,7 +276,7 @@ def kernel_rows(kernels, sizes, backends, dtype="float32", repeat=5, target=0.00
             shape = case.shape(n)
             fn = case.setup(shape, dtype, np.random.default_rng(seed))
             kind, amount = case.work(shape)
-            ref = None
+            ref = ref_spread = None
             for backend in order:
                 row = {"kernel": name, "size": n, "shape": list(shape), "dtype": dtype.name,
                        "backend": backend}
@@ -265,11 +286,11 @@ def kernel_rows(kernels, sizes, backends, dtype="float32", repeat=5, target=0.00
                     yield row
                     continue
                 with nnfast.use_backend(backend):
-                    times = time_calls(fn, repeat, target)
-                row.update(summary(times), times=times)
+                    row.update(_measured(fn, repeat, target))
                 if backend == "reference":
-                    ref = row["median"]
+                    ref, ref_spread = row["median"], row["spread"]
                 row["speedup"] = ref / row["median"] if ref else None
+                row["mark"] = mark(row["spread"], (ref_spread,))
                 if kind == "bytes":
                     row["rate"] = amount * dtype.itemsize / row["median"] / 1e9
                     row["unit"] = "GB/s"
@@ -320,21 +341,27 @@ def step_rows(backends, net=STEP_NET, dtype="float32", repeat=5, target=0.02):
     """Yields one row per implementation of a whole training step: ``gemms`` (its matrix
     products alone) first, then ``reference``, ``auto`` and each backend; every row carries
     ``of_gemms`` (its median ÷ the GEMMs' median: 1 would be a free step around the GEMMs)
-    and ``speedup`` (the reference's median ÷ its median)."""
+    and ``speedup`` (the reference's median ÷ its median). A step timed faster than its GEMMs
+    is measured again; if it still is, its ``mark`` is "implausible"."""
     sizes, m = net
     label = "-".join(map(str, sizes)) + f"-b{m}"
     impls = ["gemms", "reference", "auto"] + [b for b in backends if b != "reference"]
     gemms = ref = None
+    bases = []           # the spreads of the GEMMs' row and the reference's, once measured
     for impl in impls:
         fn = step_gemms(sizes, m, dtype) if impl == "gemms" else train_step(impl, sizes, m, dtype)
         for _ in range(2):   # workspaces, optimizer state, JIT compilation
             fn()
-        times = time_calls(fn, repeat, target)
         row = {"kernel": f"step-{label}", "dtype": np.dtype(dtype).name, "backend": impl,
-               **summary(times), "times": times}
+               **_measured(fn, repeat, target,
+                           again=lambda r: gemms is not None and r["median"] < gemms)}
         gemms = gemms or row["median"]
         if impl == "reference":
             ref = row["median"]
         row["of_gemms"] = row["median"] / gemms
         row["speedup"] = ref / row["median"] if ref else None
+        row["mark"] = mark(row["spread"], bases,
+                           row["of_gemms"] if impl != "gemms" else None)
+        if impl in ("gemms", "reference"):
+            bases.append(row["spread"])
         yield row

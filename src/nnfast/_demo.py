@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _backend
 from ._data import digits_split
+from ._files import replacing
 from .model import MLP
 
 HIDDEN = (128, 64)
@@ -64,7 +65,8 @@ def _plots(data, history, epochs, lr, seed, plot_dir, say):
         fig = Figure()          # no pyplot: nothing opens a window or keeps global state
         draw(result, ax=fig.add_subplot())
         path = os.path.join(plot_dir, name + ".png")
-        fig.savefig(path, dpi=100)
+        with replacing(path) as f:          # whole or not at all
+            fig.savefig(f, format="png", dpi=100)
         figures[name] = fig
         paths.append(path)
         say(f"saved {path}")

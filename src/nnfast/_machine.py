@@ -1,7 +1,8 @@
 """Timing and this machine's limits, measured in the same run as the kernels they put in
-context: ``time_calls`` / ``summary`` (per-call seconds with their spread) and
-``machine_context`` (CPU, cores, BLAS pools, single- and all-core GEMM GFLOP/s, copy GB/s), used
-by ``nnfast bench`` through ``nnfast._bench``.
+context: ``time_calls`` / ``summary`` (per-call seconds with their spread), ``load_average`` /
+``load_warning`` (how busy the machine was), and ``machine_context`` (CPU, cores, BLAS pools,
+single- and all-core GEMM GFLOP/s, copy GB/s), used by ``nnfast bench`` through
+``nnfast._bench``.
 """
 import os
 import platform
@@ -33,6 +34,37 @@ def summary(times):
     q1, median, q3 = np.percentile(times, [25, 50, 75])
     return {"median": float(median), "iqr": float(q3 - q1), "min": float(min(times)),
             "max": float(max(times))}
+
+
+# --- how busy the machine is ----------------------------------------------------------------
+
+#: A reference run is taken on a machine whose 1-minute load average is at most this (other
+#: processes holding a core make threaded work wait for scheduler slices: the figures then
+#: describe the load, not the code).
+LOAD_LIMIT = 0.5
+
+
+def load_average():
+    """The 1-, 5- and 15-minute load averages (``os.getloadavg``), or None where the system has
+    none (Windows)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def load_warning(load, own=0.0):
+    """A sentence saying that a run is not a reference run, or None: the 1-minute load average
+    ``load`` (from ``load_average``) exceeds ``LOAD_LIMIT`` plus ``own``, the load that the run
+    itself adds (one busy process: 1.0 at its end, 0 at its start)."""
+    if load is None:
+        return "the load average is not available here: not a reference run"
+    if load[0] > LOAD_LIMIT + own:
+        return (f"load average {load[0]:g} exceeds {LOAD_LIMIT:g}"
+                + (f" plus this run's own {own:g}" if own else "")
+                + ": other work is running on this machine, so this is not a reference run "
+                  "(its figures describe that load as much as the code)")
+    return None
 
 
 # --- the machine's context and limits, measured in the same run -----------------------------

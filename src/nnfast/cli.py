@@ -62,8 +62,10 @@ def _parser():
     bench.add_argument("--no-step", action="store_true", help="skip the training-step rows")
     bench.add_argument("--no-context", action="store_true",
                        help="skip measuring the machine's GEMM and copy limits")
-    bench.add_argument("--json", action="store_true",
-                       help="print one JSON document (context, kernels, step) instead of text")
+    bench.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                       help="one JSON document (load average, context, kernels, step): on "
+                            "stdout instead of the text, or written to FILE (atomically) "
+                            "after the text")
     bench.add_argument("--list", action="store_true",
                        help="list the kernels and backends, and exit")
 
@@ -134,13 +136,21 @@ def _bench(args):
         return 2
     target = 0.001 if args.quick else 0.005
     kernels = args.kernels or list(bench.CASES)
-    emit = _Emitter(quiet=args.json,
+    to_stdout = args.json == "-"
+    emit = _Emitter(quiet=to_stdout,
                     total=len(kernels) * len(sizes) * (1 + len(backends))
                     + (0 if args.no_step else 2 + len(backends) + 1))
-    report = {"nnfast": nnfast.__version__, "numpy": _numpy_version(), "dtype": args.dtype,
-              "repeat": repeat, "backends": ["reference"] + backends}
+    import datetime
+
+    report = {"nnfast": nnfast.__version__, "numpy": _numpy_version(),
+              "date": datetime.datetime.now().isoformat(timespec="seconds"), "dtype": args.dtype,
+              "repeat": repeat, "backends": ["reference"] + backends,
+              "load_average": {"start": bench.load_average()}}
     emit.line(f"nnfast bench: nnfast {report['nnfast']}, NumPy {report['numpy']}, "
               f"{args.dtype}, backends {', '.join(report['backends'])}")
+    emit.line(bench.format_load("at start", report["load_average"]["start"]))
+    warnings = [bench.load_warning(report["load_average"]["start"])]
+    _warn(emit, warnings[-1])
     context = None
     if not args.no_context:
         emit.status("measuring GEMM and copy limits")
@@ -162,9 +172,38 @@ def _bench(args):
             report["step"].append(row)
             emit.line(bench.format_step_row(row), step=True)
     emit.close()
-    if args.json:
-        print(json.dumps(report, indent=1))
+    end = report["load_average"]["end"] = bench.load_average()
+    emit.line("")
+    emit.line(bench.format_load("at end", end) + " (this run's own process adds about 1)")
+    # the run itself keeps one core busy: only load beyond that says other work ran meanwhile
+    warnings.append(bench.load_warning(end, own=1.0) if end is not None else None)
+    _warn(emit, warnings[-1])
+    report["reference_run"] = not any(warnings)
+    report["load_warnings"] = [w for w in warnings if w]
+    noisy = sum(r.get("mark") == "noisy" for r in report["kernels"] + report.get("step", []))
+    implausible = sum(r.get("mark") == "implausible" for r in report.get("step", []))
+    if noisy or implausible:
+        emit.line(f"{noisy} noisy (~) and {implausible} implausible figure(s): not results; "
+                  "run again on an idle machine")
+    if args.json is not None:
+        text = json.dumps(report, indent=1)
+        if to_stdout:
+            print(text)
+        else:
+            from nnfast._files import replacing
+
+            with replacing(args.json, "w") as f:
+                f.write(text + "\n")
+            emit.line(f"JSON written to {args.json}")
     return 0
+
+
+def _warn(emit, warning):
+    """A load warning in the printed text, or on stderr when the JSON takes stdout."""
+    if warning and emit.quiet:
+        print(f"nnfast bench: warning: {warning}", file=sys.stderr, flush=True)
+    elif warning:
+        emit.line(f"warning: {warning}")
 
 
 def _numpy_version():

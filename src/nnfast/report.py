@@ -1,9 +1,16 @@
-"""Reports over pytest-benchmark runs of ``bench/`` (``--benchmark-json`` files).
+"""Reports over kept benchmark runs: tables, plots and comparisons, never typed by hand.
 
     python -m pytest bench --benchmark-only --benchmark-enable --benchmark-json=run.json
     nnfast report run.json                       # Markdown: speedup over NumPy per group
     nnfast report run.json --plots plots/        # + one PNG per kernel family: speedup vs size
     nnfast report new.json --baseline old.json   # + regressions beyond the runs' own noise
+    nnfast report --docs docs/bench --out DIR    # one Markdown page per kept run, for the docs
+
+A run is any of three JSON files (``load_run``): a pytest-benchmark ``--benchmark-json`` run
+of ``bench/``; an ``nnfast bench --json FILE`` run; or a list of records
+(``"format": "nnfast-records/1"``: ``group``, ``impl``, ``median`` seconds, ``iqr`` seconds or
+null, optionally ``spread_max``), for figures whose raw timings were not kept, with a
+``source`` saying where they come from.
 
 (``python -m nnfast.report`` is the same command.) Every benchmark of ``bench/`` records its
 implementation in ``extra_info["backend"]`` and shares its group (``kernel-dtype-size``) with
@@ -16,14 +23,25 @@ own spread: the larger of the two interquartile ranges. A change is flagged as a
 (or an improvement) only when it exceeds ``threshold`` × that noise *and* ``min_change`` of the
 old median, so a run on a busy machine — wide IQRs — flags less rather than more.
 
-Plots need matplotlib (``pip install "nnfast[plot]"``).
+Every table applies ``nnfast._tables.mark``: a figure whose spread (IQR ÷ median), or its
+baseline's, exceeds 10% — or is not recorded — prints as ``~1.3×``, and a step faster than its
+own GEMMs (a group with a ``gemms`` implementation) as "implausible"; neither is a result. A run
+whose load average at its start exceeded 0.5, or was not recorded, is said not to be a
+reference run.
+
+Plots need matplotlib (``pip install "nnfast[plot]"``); every file is written through
+``nnfast._files.replacing`` (whole or not at all).
 """
 import argparse
+import glob
 import json
 import math
 import os
 import sys
 from typing import NamedTuple
+
+from nnfast._files import replacing
+from nnfast._tables import NOISY_SPREAD, format_load, format_size, mark, marked, spread
 
 #: A group's baseline: the first of these it has ("sklearn": the fit-digits group).
 BASELINES = ("numpy", "reference", "sklearn")
@@ -34,19 +52,66 @@ class Record(NamedTuple):
     group: str
     impl: str
     median: float
-    iqr: float
-    min: float
-    rounds: int
+    iqr: float            # seconds; None where the source did not record it
+    min: float = None
+    rounds: int = None
+    #: an upper bound on the spread, where the source printed spreads only above a threshold
+    spread_max: float = None
+
+    @property
+    def spread(self):
+        """IQR ÷ median; else ``spread_max``; None if neither is known."""
+        if self.iqr is not None:
+            return spread(self.median, self.iqr)
+        return self.spread_max
+
+
+class Run(NamedTuple):
+    path: str
+    meta: dict        # title, date, cpu, command, source, load_average {start, end}, load_note
+    records: list
+
+
+RECORDS_FORMAT = "nnfast-records/1"
+
+
+def load_run(path):
+    """A kept run (module docstring: three kinds of JSON) as a ``Run``."""
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    if "benchmarks" in data:            # pytest-benchmark
+        machine = data.get("machine_info", {})
+        cpu = machine.get("cpu", {})
+        meta = {"date": data.get("datetime", "")[:10], "cpu": cpu.get("brand_raw", ""),
+                "command": "python -m pytest bench --benchmark-only --benchmark-enable "
+                           "--benchmark-json=FILE",
+                "load_average": data.get("load_average", machine.get("load_average"))}
+        records = [Record(b["group"] or b["name"],
+                          b.get("extra_info", {}).get("backend", b["name"]),
+                          b["stats"]["median"], b["stats"]["iqr"], b["stats"]["min"],
+                          b["stats"]["rounds"]) for b in data["benchmarks"]]
+    elif "kernels" in data:             # nnfast bench --json
+        meta = {"date": data.get("date", ""), "cpu": data.get("context", {}).get("cpu", ""),
+                "command": "nnfast bench --json FILE", "load_average": data.get("load_average")}
+        records = [Record(f"{r['kernel']}-{r['dtype']}-{format_size(r['size'])}", r["backend"],
+                          r["median"], r["iqr"], r["min"], len(r["times"]))
+                   for r in data["kernels"] if "skipped" not in r]
+        records += [Record(r["kernel"], r["backend"], r["median"], r["iqr"], r["min"],
+                           len(r["times"])) for r in data.get("step", [])]
+    elif data.get("format") == RECORDS_FORMAT:
+        meta = {k: v for k, v in data.items() if k != "records"}
+        records = [Record(r["group"], r["impl"], r["median"], r.get("iqr"),
+                          spread_max=r.get("spread_max")) for r in data["records"]]
+    else:
+        raise ValueError(f"{path}: neither a pytest-benchmark run, an 'nnfast bench --json' "
+                         f"run nor {RECORDS_FORMAT!r} records")
+    meta.setdefault("title", os.path.splitext(os.path.basename(path))[0])
+    return Run(os.fspath(path), meta, records)
 
 
 def load(path):
-    """The benchmarks of a ``--benchmark-json`` file as ``Record`` s."""
-    with open(path, encoding="utf-8") as fh:
-        data = json.load(fh)
-    return [Record(b["group"] or b["name"], b.get("extra_info", {}).get("backend", b["name"]),
-                   b["stats"]["median"], b["stats"]["iqr"], b["stats"]["min"],
-                   b["stats"]["rounds"])
-            for b in data["benchmarks"]]
+    """The benchmarks of a kept run (``load_run``) as ``Record`` s."""
+    return load_run(path).records
 
 
 def split_group(group):
@@ -92,6 +157,36 @@ def _group_key(group):
     return (family, dtype, size_value(size) or 0.0, size)
 
 
+def marks(records):
+    """``{(group, impl): mark}`` (``nnfast._tables.mark``) for every implementation of every
+    group with a baseline: noisy where its spread or the baseline's exceeds 10% or is unknown,
+    implausible where the group times the step's GEMMs alone and the implementation beat them;
+    the baseline's own mark under ``(group, baseline)``."""
+    groups = {}
+    for r in records:
+        groups.setdefault(r.group, {})[r.impl] = r
+    result = {}
+    for group, impls in groups.items():
+        base = next((b for b in BASELINES if b in impls), None)
+        if base is None:
+            continue
+        gemms = impls.get("gemms")
+        for impl, r in impls.items():
+            of_gemms = (r.median / gemms.median if gemms is not None and impl != "gemms"
+                        else None)
+            bases = () if impl == base else (impls[base].spread,)
+            result[(group, impl)] = mark(r.spread, bases, of_gemms)
+    return result
+
+
+def _spread_text(rec):
+    if rec.iqr is not None:
+        return f"±{sig(100 * rec.iqr / rec.median)}%" if rec.median else ""
+    if rec.spread_max is not None:
+        return f"±≤{sig(100 * rec.spread_max)}%"
+    return "± not recorded"
+
+
 def _columns(table):
     order = {"numba": 0, "cython": 1, "auto": 2, "reference": 3}
     columns = []
@@ -113,17 +208,79 @@ def _seconds(t):
 
 def markdown_table(records):
     """Markdown: one row per group, the baseline's median time and ± IQR (% of median), then
-    the speedup of each implementation (× over the baseline; > 1 is faster)."""
+    the speedup of each implementation (× over the baseline; > 1 is faster), marked by
+    ``marks``: ``~1.3×`` noisy, "implausible", never as a plain result."""
     table = speedups(records)
+    how = marks(records)
     columns = _columns(table)
     lines = ["| group | baseline | baseline median ± IQR | " + " | ".join(columns) + " |",
              "|---|---|---|" + "---|" * len(columns)]
     for group, (base, rec, ratios) in table.items():
-        spread = f"±{sig(100 * rec.iqr / rec.median)}%" if rec.median else ""
-        cells = [f"{sig(ratios[c])}×" if c in ratios else "–" for c in columns]
-        lines.append(f"| {group} | {base} | {_seconds(rec.median)} {spread} | "
+        time = marked(_seconds(rec.median), how[(group, base)])
+        cells = [marked(f"{sig(ratios[c])}×", how[(group, c)]) if c in ratios else "–"
+                 for c in columns]
+        lines.append(f"| {group} | {base} | {time} {_spread_text(rec)} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+LEGEND = (f"A cell is the baseline's median time ÷ the implementation's (> 1: faster). "
+          f"Spread = IQR ÷ median. `~` marks a noisy figure — its spread or its baseline's "
+          f"exceeded {NOISY_SPREAD:.0%} or was not recorded — and *implausible* a step timed "
+          "faster than its own GEMMs (`gemms`, which it contains): neither is a result.")
+
+
+def reference_run(meta):
+    """None if ``meta``'s load average at the start was recorded and at most 0.5, else why the
+    run is not a reference run."""
+    from nnfast._machine import load_warning
+
+    load = (meta.get("load_average") or {}).get("start")
+    if load is None:
+        note = meta.get("load_note")
+        return ("load average not recorded" + (f" ({note})" if note else "")
+                + ": not a reference run")
+    return load_warning(load)
+
+
+def run_header(run):
+    """Markdown lines about a run: where it comes from, when, on what, under what load."""
+    meta = run.meta
+    lines = []
+    if meta.get("source"):
+        lines.append(f"Source: {meta['source']}")
+    facts = [f"date {meta['date']}" if meta.get("date") else "",
+             f"CPU {meta['cpu']}" if meta.get("cpu") else "",
+             f"command `{meta['command']}`" if meta.get("command") else ""]
+    lines.append("; ".join(f for f in facts if f) + ".")
+    load = meta.get("load_average") or {}
+    if load:
+        lines.append(format_load("at start", load.get("start")).capitalize() + "; "
+                     + format_load("at end", load.get("end")) + ".")
+    verdict = reference_run(meta)
+    lines.append(f"**Not a reference run**: {verdict}." if verdict else "A reference run "
+                 "(load average at most 0.5 at its start).")
+    return lines
+
+
+def markdown_page(run):
+    """The Markdown page of one kept run: title, header, legend and the marked table."""
+    return "\n".join([f"### {run.meta['title']}", "", *(line + "  " for line in run_header(run)),
+                      "", LEGEND, "", markdown_table(run.records), ""])
+
+
+def docs_pages(folder, out):
+    """``out/<name>.md`` (``markdown_page``) for each kept run ``folder/<name>.json``, written
+    whole or not at all; returns the paths, sorted by name."""
+    os.makedirs(out, exist_ok=True)
+    paths = []
+    for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
+        target = os.path.join(out, os.path.splitext(os.path.basename(path))[0] + ".md")
+        text = markdown_page(load_run(path))
+        with replacing(target, "w") as f:
+            f.write(text)
+        paths.append(target)
+    return paths
 
 
 def text_table(records, stat="min"):
@@ -132,17 +289,20 @@ def text_table(records, stat="min"):
     table = speedups(records, stat)
     if not table:
         return ""
+    how = marks(records)
     columns = _columns(table)
     width = max(len(g) for g in table) + 2
     cell = max([9] + [len(c) + 2 for c in columns])
     lines = [f"speedup = baseline {stat} time / implementation {stat} time (> 1: faster than "
-             "baseline)",
+             f"baseline); ~: noisy (IQR/median above {NOISY_SPREAD:.0%}, its own or the "
+             "baseline's); implausible: a step faster than its GEMMs",
              "group".ljust(width) + "baseline".rjust(10) + stat.rjust(9)
              + "".join(c.rjust(cell) for c in columns)]
     for group, (base, rec, ratios) in table.items():
         line = group.ljust(width) + base.rjust(10) + _seconds(getattr(rec, stat)).rjust(9)
         for c in columns:
-            line += (f"{ratios[c]:.2f}x" if c in ratios else "-").rjust(cell)
+            line += (marked(f"{ratios[c]:.2f}x", how[(group, c)]) if c in ratios
+                     else "-").rjust(cell)
         lines.append(line)
     return "\n".join(lines)
 
@@ -199,7 +359,8 @@ def save_plots(records, directory):
     paths = []
     for name, fig in speedup_figures(records).items():
         path = os.path.join(directory, f"speedup-{name}.png")
-        fig.savefig(path, dpi=100)
+        with replacing(path) as f:
+            fig.savefig(f, format="png", dpi=100)
         plt.close(fig)
         paths.append(path)
     return paths
@@ -226,6 +387,8 @@ def compare(old_records, new_records, threshold=2.0, min_change=0.05):
         before = old.get((r.group, r.impl))
         if before is None:
             continue
+        if before.iqr is None or r.iqr is None:
+            continue        # no noise recorded: nothing can be told apart from it
         noise = max(before.iqr, r.iqr)
         delta = r.median - before.median
         beyond = abs(delta) > threshold * noise and abs(delta) > min_change * before.median
@@ -250,7 +413,12 @@ def markdown_comparison(changes, threshold=2.0, min_change=0.05):
 
 def add_arguments(p):
     """The command's arguments, on ``p`` (shared by ``nnfast report`` and ``python -m``)."""
-    p.add_argument("run", help="a pytest-benchmark --benchmark-json file")
+    p.add_argument("run", nargs="?", help="a kept run: a pytest-benchmark --benchmark-json "
+                   "file, an 'nnfast bench --json FILE' file or nnfast-records JSON")
+    p.add_argument("--docs", metavar="DIR", help="instead: one Markdown page per kept run "
+                   "DIR/*.json (the documentation's benchmark tables)")
+    p.add_argument("--out", metavar="DIR", help="where --docs writes its pages "
+                   "(default: DIR itself)")
     p.add_argument("--plots", metavar="DIR", help="write speedup-vs-size PNGs here "
                                                   "(needs matplotlib: nnfast[plot])")
     p.add_argument("--baseline", metavar="OLD.json",
@@ -264,15 +432,24 @@ def add_arguments(p):
     return p
 
 
-DESCRIPTION = ("Markdown speedup table, speedup-vs-size plots and a noise-aware comparison of "
-               "pytest-benchmark --benchmark-json runs of bench/.")
+DESCRIPTION = ("Markdown speedup tables (noisy and implausible figures marked), speedup-vs-size "
+               "plots and a noise-aware comparison of kept benchmark runs; --docs writes the "
+               "documentation's pages.")
 
 
 def run(args):
-    records = load(args.run)
+    if args.docs:
+        paths = docs_pages(args.docs, args.out or args.docs)
+        print(f"{len(paths)} page(s): " + ", ".join(paths))
+        return 0
+    if not args.run:
+        print("nnfast report: give a run (JSON file) or --docs DIR", file=sys.stderr)
+        return 2
+    kept = load_run(args.run)
+    records = kept.records
     print(f"## Speedup over NumPy: {args.run}\n")
-    print("Median time of each benchmark; speedup = baseline median ÷ implementation median "
-          "(> 1: faster than NumPy).\n")
+    print("\n".join(run_header(kept)) + "\n")
+    print(LEGEND + "\n")
     print(markdown_table(records))
     if args.plots:
         try:
