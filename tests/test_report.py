@@ -199,11 +199,13 @@ def test_a_step_faster_than_its_gemms_is_implausible(tmp_path):
         ("step-64-128-10-b32", "gemms", 1e-3, 0.01e-3),
         ("step-64-128-10-b32", "auto", 0.5e-3, 0.01e-3),    # half its own GEMMs' time
         ("step-64-128-10-b32", "numba", 2e-3, 0.02e-3),
+        ("step-64-128-10-b32", "jax-jit", 0.8e-3, 0.01e-3),   # a peer: its own GEMM kernels
     ])
     records = report.load(path)
     assert report.marks(records)[("step-64-128-10-b32", "auto")] == "implausible"
     cells = _cells(report.markdown_table(records), "step-64-128-10-b32")
     assert cells["auto"] == "implausible" and cells["numba"] == "2.5×"
+    assert cells["jax-jit"] == "6.2×"
     assert cells["gemms"] == "5.0×"
     assert "10×" not in report.markdown_table(records)     # auto's ratio is not printed
     assert "implausible" in report.text_table(records) and "10.00x" not in report.text_table(
@@ -240,10 +242,10 @@ def test_load_average_decides_a_reference_run(tmp_path):
     quiet = report.load_run(_pytest_benchmark_run(
         tmp_path / "quiet.json", rows, load_average={"start": [0.2, 0.1, 0.1],
                                                       "end": [1.1, 0.3, 0.1]}))
-    assert "exceeds 0.5" in report.reference_run(busy.meta)
+    assert report.reference_run(busy.meta) == "load average 2.5 at its start exceeds 0.5"
     assert report.reference_run(quiet.meta) is None
     assert "A reference run" in report.markdown_page(quiet)
-    assert "**Not a reference run**: load average 2.5 exceeds 0.5" in report.markdown_page(busy)
+    assert "**Not a reference run**: load average 2.5 at its start" in report.markdown_page(busy)
 
 
 def test_nnfast_bench_json_is_a_kept_run(tmp_path):
@@ -285,7 +287,8 @@ def test_docs_pages_are_generated_from_the_kept_runs(tmp_path, capsys):
     assert main(["report", "--docs", str(folder), "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.md", "b.md"]    # no temporary files
     assert (out / "a.md").read_text() == report.markdown_page(report.load_run(folder / "a.json"))
-    assert "| relu-float32-1e3 | reference |" in (out / "a.md").read_text()
+    assert "| `relu-float32-1e3` | reference 1.00us ±0.0% | numba 2.0× |" in (
+        out / "a.md").read_text()
     assert "2 page(s)" in capsys.readouterr().out
     bad = folder / "c.json"
     bad.write_text("{}")

@@ -160,8 +160,8 @@ def _group_key(group):
 def marks(records):
     """``{(group, impl): mark}`` (``nnfast._tables.mark``) for every implementation of every
     group with a baseline: noisy where its spread or the baseline's exceeds 10% or is unknown,
-    implausible where the group times the step's GEMMs alone and the implementation beat them;
-    the baseline's own mark under ``(group, baseline)``."""
+    implausible where the group times the step's GEMMs alone and one of nnfast's steps beat
+    them; the baseline's own mark under ``(group, baseline)``."""
     groups = {}
     for r in records:
         groups.setdefault(r.group, {})[r.impl] = r
@@ -172,11 +172,17 @@ def marks(records):
             continue
         gemms = impls.get("gemms")
         for impl, r in impls.items():
-            of_gemms = (r.median / gemms.median if gemms is not None and impl != "gemms"
+            of_gemms = (r.median / gemms.median if gemms is not None and _runs_these_gemms(impl)
                         else None)
             bases = () if impl == base else (impls[base].spread,)
             result[(group, impl)] = mark(r.spread, bases, of_gemms)
     return result
+
+
+def _runs_these_gemms(impl):
+    """Whether ``impl`` is one of nnfast's steps, whose matrix products are the BLAS GEMMs that
+    ``gemms`` times alone (a peer — torch, JAX — runs its own kernels: it may beat them)."""
+    return impl.split("-")[0] in ("reference", "auto", "numba", "cython")
 
 
 def _spread_text(rec):
@@ -226,21 +232,38 @@ def markdown_table(records):
 
 LEGEND = (f"A cell is the baseline's median time ÷ the implementation's (> 1: faster). "
           f"Spread = IQR ÷ median. `~` marks a noisy figure — its spread or its baseline's "
-          f"exceeded {NOISY_SPREAD:.0%} or was not recorded — and *implausible* a step timed "
-          "faster than its own GEMMs (`gemms`, which it contains): neither is a result.")
+          f"exceeded {NOISY_SPREAD:.0%} or was not recorded — and *implausible* one of nnfast's "
+          "steps timed faster than its own GEMMs (`gemms`, which it contains): neither is a "
+          "result.")
 
 
 def reference_run(meta):
     """None if ``meta``'s load average at the start was recorded and at most 0.5, else why the
     run is not a reference run."""
-    from nnfast._machine import load_warning
+    from nnfast._machine import LOAD_LIMIT
 
     load = (meta.get("load_average") or {}).get("start")
     if load is None:
         note = meta.get("load_note")
-        return ("load average not recorded" + (f" ({note})" if note else "")
-                + ": not a reference run")
-    return load_warning(load)
+        return "load average not recorded" + (f" ({note})" if note else "")
+    if load[0] > LOAD_LIMIT:
+        return f"load average {load[0]:g} at its start exceeds {LOAD_LIMIT:g}"
+    return None
+
+
+def compact_table(records):
+    """Markdown for a page: one row per group, the baseline's median ± IQR, then every
+    implementation's speedup over it, fastest first, marked as ``markdown_table`` marks."""
+    how = marks(records)
+    lines = ["| group | baseline: median ± IQR | speedup over the baseline |", "|---|---|---|"]
+    for group, (base, rec, ratios) in speedups(records).items():
+        order = sorted(ratios, key=lambda impl: (impl not in ("numba", "cython", "auto"),
+                                                 -ratios[impl]))
+        cells = ", ".join(f"{impl} " + marked(f"{sig(ratios[impl])}×", how[(group, impl)])
+                          for impl in order)
+        time = marked(_seconds(rec.median), how[(group, base)])
+        lines.append(f"| `{group}` | {base} {time} {_spread_text(rec)} | {cells} |")
+    return "\n".join(lines)
 
 
 def run_header(run):
@@ -266,7 +289,7 @@ def run_header(run):
 def markdown_page(run):
     """The Markdown page of one kept run: title, header, legend and the marked table."""
     return "\n".join([f"### {run.meta['title']}", "", *(line + "  " for line in run_header(run)),
-                      "", LEGEND, "", markdown_table(run.records), ""])
+                      "", LEGEND, "", compact_table(run.records), ""])
 
 
 def docs_pages(folder, out):
