@@ -36,7 +36,7 @@ needs_torch = pytest.mark.skipif(
 
 STEPS = 100
 SHAPES = [(7, 5), (5,), (3, 2, 2)]
-#: which function of nnfast.updates each class calls
+#: which optimizer kernels each class calls
 UPDATE = {"SGD": ("sgd_update", "momentum_update"), "Adam": ("adam_update",),
           "AdamW": ("adam_update",), "RMSprop": ("rmsprop_update",)}
 
@@ -71,15 +71,21 @@ def _numpy(tensors):
 
 
 def _spy(monkeypatch, names):
-    """Count the calls nnfast.torch makes to the ``nnfast.updates`` functions ``names``."""
+    """Count the calls nnfast.torch makes to the optimizer kernels ``names`` (one per tensor),
+    looked up through ``nnfast._backend.kernel``: nnfast, not torch's fallback, stepped."""
     calls = []
-    for name in names:
-        fn = getattr(nnfast.updates, name)
+    kernel = nnfast._backend.kernel
 
-        def spy(*args, _fn=fn, _name=name, **kwargs):
-            calls.append(_name)
-            return _fn(*args, **kwargs)
-        monkeypatch.setattr(nnfast.updates, name, spy)
+    def spy(module, name, size=0):
+        fn = kernel(module, name, size)
+        if module != "optim" or name not in names:
+            return fn
+
+        def counted(*args, **kwargs):
+            calls.append(name)
+            return fn(*args, **kwargs)
+        return counted
+    monkeypatch.setattr(nnfast._backend, "kernel", spy)
     return calls
 
 
@@ -136,7 +142,7 @@ def test_steps_equal_torch(case, backend, dtype, monkeypatch):
             if state_pointers is None and step >= 3:  # every state exists from here on
                 state_pointers = {(i, k): v.data_ptr() for i, p in enumerate(ours)
                                   for k, v in opt.state.get(p, {}).items() if k != "step"}
-    assert calls, f"{case}: nnfast.updates was never called"
+    assert calls, f"{case}: nnfast's kernels were never called"
     assert [p.data_ptr() for p in ours] == pointers, f"{case}: parameters were replaced"
     assert {(i, k): v.data_ptr() for i, p in enumerate(ours)
             for k, v in opt.state.get(p, {}).items() if k != "step"} == state_pointers, \
@@ -455,3 +461,81 @@ def test_training_loop_digits(cls, kw):
             accuracy[name] = (m(Xte).argmax(1) == yte).double().mean().item()
     assert accuracy["torch"] > 0.9, accuracy
     assert abs(accuracy["nnfast"] - accuracy["torch"]) <= 0.01, accuracy
+
+
+@needs_torch
+@pytest.mark.parametrize("cls,kw", [("SGD", dict(lr=0.1)), ("SGD", dict(lr=0.1, momentum=0.9)),
+                                    ("Adam", dict(lr=0.1)), ("AdamW", dict(lr=0.1)),
+                                    ("RMSprop", dict(lr=0.1))])
+def test_stale_graph_raises_like_torch(cls, kw):
+    """A graph saved before ``step()`` raises torch's in-place error when it is run again,
+    with nnfast's optimizer as with torch's: each changed tensor's version counter moved."""
+    errors = {}
+    for name, module in (("torch", torch.optim), ("nnfast", nt)):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(),
+                                  torch.nn.Linear(8, 1))
+        opt = getattr(module, cls)(net.parameters(), **kw)
+        loss = net(torch.randn(8, 4)).pow(2).mean()
+        loss.backward(retain_graph=True)
+        versions = [p._version for p in net.parameters()]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", nt.FallbackWarning)
+            opt.step()
+        assert all(p._version > v for p, v in zip(net.parameters(), versions)), name
+        with pytest.raises(RuntimeError, match="modified by an inplace operation") as info:
+            loss.backward()
+        errors[name] = info.value
+        if name == "nnfast":    # the state tensors it wrote moved too (torch's first step
+            for state in opt.state.values():    # clones dθ into a new momentum buffer)
+                for t in state.values():
+                    assert t._version > 0, state.keys()
+    assert type(errors["nnfast"]) is type(errors["torch"])
+
+
+@needs_torch
+@pytest.mark.parametrize("cls", ["SGD", "Adam", "RMSprop"])
+def test_group_validated_once(cls, monkeypatch):
+    """The array checks run when a group's set of parameters with a gradient is first seen,
+    not at every step: the per-tensor cost of ``step`` is one kernel call and a few pointer
+    comparisons. A new set (a parameter without a gradient) is checked once more."""
+    kw = dict(lr=0.05, momentum=0.9) if cls == "SGD" else dict(lr=0.05)
+    params, grads = _problem(np.dtype(np.float32), "validated once " + cls)
+    ours = _tensors(params)
+    opt = getattr(nt, cls)(ours, **kw)
+    checks = []
+    groups = nnfast.updates._groups
+    monkeypatch.setattr(nnfast.updates, "_groups",
+                        lambda *a, **k: checks.append(1) or groups(*a, **k))
+    for step, gs in enumerate(grads[:30]):
+        _set_grads(ours, gs, step)       # the last parameter skips every third step
+        opt.step()
+    assert len(checks) == 2, checks
+
+
+@needs_torch
+def test_replaced_state_tensor_and_aliased_gradient():
+    """A state tensor replaced by hand is the one updated from then on (the plan sees the new
+    pointer); a gradient sharing memory with a parameter is a ValueError naming it, raised
+    before anything is written."""
+    params, grads = _problem(np.dtype(np.float64), "replaced state")
+    ours, theirs = _tensors(params), _tensors(params)
+    opt, ref = nt.Adam(ours, lr=0.05), torch.optim.Adam(theirs, lr=0.05)
+    for step, gs in enumerate(grads[:6]):
+        if step == 3:
+            for o, ps in ((opt, ours), (ref, theirs)):
+                o.state[ps[0]]["exp_avg"] = o.state[ps[0]]["exp_avg"] * 0.5
+        for t in (ours, theirs):
+            for p, g in zip(t, gs):
+                p.grad = torch.from_numpy(g.copy())
+        opt.step()
+        ref.step()
+        _compare(_numpy(ours), _numpy(theirs), np.dtype(np.float64), f"step {step + 1}")
+    _assert_states_close(opt.state_dict()["state"], ref.state_dict()["state"],
+                         np.dtype(np.float64), "replaced state")
+    before = _numpy(ours)
+    ours[1].grad = ours[0].detach().reshape(-1)[:5]     # the first parameter's own memory
+    with pytest.raises(ValueError, match="gradient of parameter 1 .* shares memory"):
+        opt.step()
+    for a, b in zip(_numpy(ours), before):
+        np.testing.assert_array_equal(a, b)

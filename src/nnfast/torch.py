@@ -5,10 +5,14 @@ holds) and inherits everything but ``step``: the constructor with its defaults a
 groups, ``state_dict``/``load_state_dict`` (state keys and the tensor ``'step'`` are torch's, so
 a state dict saved by either loads in the other), ``zero_grad``, hooks, LR schedulers (``step``
 reads ``group["lr"]`` every time). ``step`` views each parameter, gradient and state tensor as a
-NumPy array (``t.detach().numpy()``: the same memory, no copy; only a non-contiguous gradient is
-read through a contiguous copy) and updates them in place with one ``nnfast.updates`` call per
-param group (``style="torch"`` reproduces torch's arithmetic; ``tests/test_torch_front.py``
-checks 100 steps against torch).
+NumPy array (``t.numpy()``: the same memory, no copy; only a non-contiguous gradient is read
+through a contiguous copy) and updates them in place with one optimizer kernel call per tensor,
+with the scalars of ``nnfast._rules`` (``style="torch"`` reproduces torch's arithmetic;
+``tests/test_torch_front.py`` checks 100 steps against torch). The views and ``nnfast.updates``'
+array checks are made once per param group and set of parameters with a gradient (``_Plan``),
+not at every step; a step only compares data pointers and checks each new gradient. Like
+torch's in-place updates, ``step`` bumps the version counter of every tensor it changes, so a
+graph saved before the step raises when it is run again instead of using the new weights.
 
 What the kernels do not serve is updated by torch's own implementation of the class, with a
 ``FallbackWarning`` (once per optimizer and reason) — never refused, never approximated:
@@ -25,6 +29,7 @@ For a strict check that everything runs in nnfast:
 ``warnings.simplefilter("error", nnfast.torch.FallbackWarning)``. ``foreach`` and ``fused`` are
 accepted as torch accepts them and only choose torch's implementation for the fallback.
 """
+import bisect
 import warnings
 
 try:
@@ -32,11 +37,13 @@ try:
 except ImportError as exc:  # torch is an optional extra: pip install "nnfast[torch]"
     raise ImportError("nnfast.torch needs PyTorch: pip install torch") from exc
 
-from . import updates
+from . import _backend, _rules, _validate, updates
 
 __all__ = ["SGD", "Adam", "AdamW", "RMSprop", "FallbackWarning"]
 
 _DTYPES = (torch.float32, torch.float64)
+#: Plans kept per optimizer (one per param group and set of parameters with a gradient).
+_MAX_PLANS = 16
 
 
 class FallbackWarning(UserWarning):
@@ -76,9 +83,69 @@ def _tensor_reason(p, state, keys):
     return None
 
 
+class _Plan:
+    """The parameters of one param group that nnfast steps (those with a gradient), validated
+    once (``_Front._plan``): NumPy views of them and of their state, 1-D, the same memory.
+
+    ``pointers`` are the data pointers of every tensor viewed; a step first compares them (and
+    the parameters' shapes) with the tensors' of now — ``p.data = ...``, a replaced state tensor
+    or ``load_state_dict`` make a new plan, and the old views are dropped. ``starts``/``ends``
+    are the sorted byte spans of the arrays the kernels write, which a gradient must not
+    overlap. ``fresh``: indices whose momentum buffer was created by this plan (torch's first
+    step sets it to dθ)."""
+
+    __slots__ = ("group", "params", "states", "keys", "shapes", "pointers", "views", "steps",
+                 "changed", "dtype", "sizes", "starts", "ends", "fresh")
+
+    def __init__(self, group, params, states, keys):
+        self.group, self.params, self.states, self.keys = group, params, states, keys
+        self.shapes = [p.shape for p in params]
+        self.pointers = self.current_pointers()
+        self.views = [[_flat(p)] + [_flat(s[k]) for k in keys] for p, s in zip(params, states)]
+        self.steps = [_np(s["step"]) for s in states if "step" in s]
+        if len(self.steps) != len(params):
+            self.steps = None
+        self.changed = list(params) + [s[k] for s in states for k in keys + ("step",) if k in s]
+        self.dtype = self.views[0][0].dtype
+        self.sizes = [v[0].size for v in self.views]
+        spans = sorted((a.ctypes.data, a.ctypes.data + a.nbytes) for v in self.views
+                       for a in v if a.size)
+        self.starts, self.ends = [lo for lo, _ in spans], [hi for _, hi in spans]
+        self.fresh = ()
+
+    def current_pointers(self):
+        """Data pointers of the parameters and of their state tensors as they are now (the
+        state tensors looked up in the states, so that a replaced one is seen)."""
+        keys = self.keys + ("step",) if self.states and "step" in self.states[0] else self.keys
+        return [t.data_ptr() for p, s in zip(self.params, self.states)
+                for t in (p, *(s[k] for k in keys))]
+
+    def valid(self, optimizer):
+        if not self.keys:
+            return [p.data_ptr() for p in self.params] == self.pointers and \
+                [p.shape for p in self.params] == self.shapes
+        state = optimizer.state
+        try:
+            return all(state[p] is s for p, s in zip(self.params, self.states)) and \
+                self.current_pointers() == self.pointers and \
+                [p.shape for p in self.params] == self.shapes
+        except KeyError:   # a state entry deleted
+            return False
+
+    def overlaps(self, lo, hi):
+        """Whether bytes [lo, hi) overlap an array the kernels write."""
+        j = bisect.bisect_left(self.starts, hi) - 1
+        return j >= 0 and self.ends[j] > lo
+
+
 def _np(t):
     """The NumPy view of tensor ``t`` (same memory)."""
     return t.detach().numpy()
+
+
+def _flat(t):
+    """The 1-D NumPy view of contiguous tensor ``t`` (same memory)."""
+    return t.detach().numpy().reshape(-1)
 
 
 class _Front:
@@ -87,8 +154,13 @@ class _Front:
     - ``_torch_step``: torch's step function of the class (the fallback);
     - ``_group_reason(group)``: why the group's options rule nnfast out, or None;
     - ``_state_keys(group)``: the state tensors the update reads and writes;
-    - ``_update(group, params, states)``: update the served parameters (tensors with a grad) of
-      one group; ``states`` are their ``self.state`` dicts, possibly still empty.
+    - ``_init_state(group, p, state)``: torch's state of a parameter's first step, in place;
+    - ``_update(group, plan, grads, idx)``: run the kernels on ``plan``'s parameters ``idx``
+      (indices into ``plan.params``), ``grads`` their 1-D gradient arrays.
+
+    The cost of a step per tensor is what the per-step check of ``_Plan`` and of a gradient
+    takes, plus one kernel call: everything else (``_tensor_reason``, ``nnfast.updates``'
+    array checks, state creation) runs when a group's plan is made, once, not at every step.
     """
 
     @torch.no_grad()
@@ -108,48 +180,132 @@ class _Front:
             if reason is not None:
                 self._fallback([(group, None)], reason)
                 continue
-            keys = self._state_keys(group)
-            params, states, rest = [], [], {}
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                # like torch, no state entry for an optimizer without state (SGD, momentum 0)
-                state = self.state[p] if keys else {}
-                why = _tensor_reason(p, state, keys)
-                if why is None:
-                    params.append(p)
-                    states.append(state)
-                else:
-                    rest.setdefault(why, []).append(p)
-            if params:
-                self._update(group, params, states)
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            plan, rest = self._plan(group, params)
+            if plan is not None:
+                self._step_plan(group, plan, rest)
             for why, ps in rest.items():
                 self._fallback([(group, ps)], why)
         return loss
 
-    def _view(self, t):
-        """The NumPy view of parameter or state tensor ``t`` (same memory), cached while ``t``
-        keeps its memory and shape (``p.data = ...`` makes a new view). Gradients are not cached:
-        ``zero_grad()`` replaces them every step. The cache saves ~1 us a tensor per step."""
-        cache = self.__dict__.setdefault("_nnfast_views", {})
-        entry = cache.get(id(t))
-        if entry is None or entry[0] is not t or entry[2] != t.data_ptr() or \
-                entry[1].shape != t.shape:
-            entry = cache[id(t)] = (t, t.detach().numpy(), t.data_ptr())
-        return entry[1]
+    def _plan(self, group, params):
+        """(the plan of ``params`` or None if nnfast serves none of them, {reason: parameters
+        torch steps}), made or taken from the cache."""
+        plans = self.__dict__.setdefault("_nnfast_plans", {})
+        key = (id(group), tuple(map(id, params)))
+        entry = plans.get(key)
+        if entry is not None:
+            plan, rest = entry[1], entry[2]
+            if entry[0] is group and (plan is None or plan.valid(self)):
+                return plan, {why: list(ps) for why, ps in rest.items()}
+            # a stale plan: the group's others are likely stale too (their views would keep
+            # replaced tensors alive until their next use)
+            for k in [k for k in plans if k[0] == key[0]]:
+                del plans[k]
+        elif len(plans) >= _MAX_PLANS:    # parameters with a gradient vary step by step
+            plans.clear()
+        keys = self._state_keys(group)
+        served, states, rest = [], [], {}
+        for p in params:
+            # like torch, no state entry for an optimizer without state (SGD, momentum 0)
+            state = self.state[p] if keys else {}
+            why = _tensor_reason(p, state, keys)
+            if why is None:
+                served.append(p)
+                states.append(state)
+            else:
+                rest.setdefault(why, []).append(p)
+        plan = None
+        if served:
+            fresh = [i for i, s in enumerate(states) if not all(k in s for k in keys)]
+            for i in fresh:
+                self._init_state(group, served[i], states[i])
+            plan = _Plan(group, served, states, keys)
+            grads = [_np(p.grad).reshape(-1) for p in served]
+            # nnfast.updates' own checks (dtype, layout, writable, no shared memory), once
+            updates._groups([v[0] for v in plan.views], grads,
+                            [[v[j + 1] for v in plan.views] for j in range(len(keys))], keys)
+            plan.fresh = fresh
+        plans[key] = (group, plan, rest)
+        return plan, {why: list(ps) for why, ps in rest.items()}
 
-    def _by_step(self, states):
-        """Advance ``state['step']`` of each parameter; {step: indices} (a group's parameters
-        share a step count unless some were added later or skipped steps without a gradient)."""
+    def _step_plan(self, group, plan, rest):
+        """This step's gradients of ``plan``'s parameters checked (a gradient nnfast cannot
+        read goes to ``rest``), the kernels run, and the version counters of the tensors they
+        changed bumped, as torch's in-place updates do (a graph saved before the step then
+        raises instead of running on with the new values)."""
+        grads, idx = [], []
+        for i, p in enumerate(plan.params):
+            g = p.grad
+            try:
+                a = g.numpy()          # raises for sparse, requires_grad, negative/conj bits
+            except (RuntimeError, TypeError):
+                a = None
+            if a is None or not a.flags.c_contiguous or a.dtype != plan.dtype \
+                    or a.size != plan.sizes[i]:
+                why = _tensor_reason(p, {}, ())
+                if why is not None:
+                    rest.setdefault(why, []).append(p)
+                    continue
+                a = _validate.contiguous(_np(g))   # a non-contiguous gradient: read a copy
+                if a.size != plan.sizes[i]:
+                    raise ValueError(f"gradient of parameter {i} of the group has shape "
+                                     f"{tuple(a.shape)}, but the parameter {tuple(p.shape)}")
+            lo = g.data_ptr() if a.base is not None else a.ctypes.data   # else a copy
+            if plan.overlaps(lo, lo + a.nbytes):
+                raise ValueError(f"gradient of parameter {i} of the group shares memory with a "
+                                 "parameter or optimizer state nnfast writes")
+            grads.append(a.reshape(-1) if a.ndim != 1 else a)
+            idx.append(i)
+        if not idx:
+            return
+        self._update(group, plan, grads, idx)
+        if len(idx) == len(plan.params):
+            torch.autograd.graph.increment_version(plan.changed)
+        else:
+            torch.autograd.graph.increment_version(
+                [plan.params[i] for i in idx]
+                + [plan.states[i][k] for i in idx for k in plan.keys + ("step",)
+                   if k in plan.states[i]])
+
+    def _steps(self, plan, idx):
+        """Advance ``state['step']`` of parameters ``idx``; {step: positions in ``idx``} (a
+        group's parameters share a step count unless some were added later or skipped steps
+        without a gradient)."""
         buckets = {}
-        for i, state in enumerate(states):
-            t = self._view(state["step"])  # a 0-d array: += and int() cost less than torch's
+        steps = plan.steps
+        for j, i in enumerate(idx):
+            t = steps[i]       # a 0-d array: += and int() cost less than torch's
             t += 1
-            buckets.setdefault(int(t), []).append(i)
+            buckets.setdefault(int(t), []).append(j)
         return buckets
 
+    def _rule(self, key, make):
+        """The ``nnfast._rules`` object of hyperparameters ``key``, made (and validated) once."""
+        rules = self.__dict__.setdefault("_nnfast_rules", {})
+        rule = rules.get(key)
+        if rule is None:
+            rule = rules[key] = make()
+        return rule
+
+    @staticmethod
+    def _run(rule, views, grads, idx, scalars):
+        """``rule``'s kernel on each parameter ``idx[j]`` (its views) with gradient ``grads[j]``;
+        the kernel is looked up once per size (``auto`` picks a backend by size)."""
+        fns = {}
+        for g, i in zip(grads, idx):
+            arrays = views[i]
+            n = arrays[0].size
+            if n:
+                fn = fns.get(n)
+                if fn is None:
+                    fn = fns[n] = _backend.kernel("optim", rule.kernel, n)
+                fn(arrays[0], g, *arrays[1:], *scalars)
+
     def load_state_dict(self, state_dict):
-        self.__dict__.pop("_nnfast_views", None)  # would keep the replaced state tensors alive
+        self.__dict__.pop("_nnfast_plans", None)  # would keep the replaced state tensors alive
         super().load_state_dict(state_dict)
 
     def _fallback(self, groups, reason):
@@ -192,27 +348,30 @@ class SGD(_Front, torch.optim.SGD):
     def _state_keys(group):
         return ("momentum_buffer",) if group["momentum"] != 0 else ()
 
-    def _update(self, group, params, states):
-        lr, wd = float(group["lr"]), float(group["weight_decay"])
-        ps = [self._view(p) for p in params]
-        gs = [_np(p.grad) for p in params]
-        if group["momentum"] == 0:
-            updates.sgd_update(ps, gs, lr, weight_decay=wd)
-            return
+    @staticmethod
+    def _init_state(group, p, state):
         # torch's first step sets the buffer to dθ: a zero buffer with dampening 0 does that
-        first = [i for i, s in enumerate(states) if s.get("momentum_buffer") is None]
-        for i in first:
-            states[i]["momentum_buffer"] = torch.zeros_like(params[i],
-                                                            memory_format=torch.preserve_format)
-        first_set = set(first)
-        later = [i for i in range(len(params)) if i not in first_set]
-        for idx, dampening in ((first, 0.0), (later, group["dampening"])):
-            if idx:
-                updates.momentum_update(
-                    [ps[i] for i in idx], [gs[i] for i in idx],
-                    [self._view(states[i]["momentum_buffer"]) for i in idx], lr,
-                    float(group["momentum"]), style="torch", dampening=float(dampening),
-                    nesterov=group["nesterov"], weight_decay=wd)
+        state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _update(self, group, plan, grads, idx):
+        lr = _rules.learning_rate(float(group["lr"]))
+        wd = float(group["weight_decay"])
+        if group["momentum"] == 0:
+            rule = self._rule(("sgd", wd), lambda: _rules.SGD(wd))
+            self._run(rule, plan.views, grads, idx, rule.kernel_args(lr))
+            return
+        options = (float(group["momentum"]), "torch", float(group["dampening"]),
+                   group["nesterov"], wd)
+        rule = self._rule(("momentum",) + options, lambda: _rules.Momentum(*options))
+        fresh, plan.fresh = set(plan.fresh), ()
+        if not fresh:
+            self._run(rule, plan.views, grads, idx, rule.kernel_args(lr))
+            return
+        for first in (True, False):
+            js = [j for j, i in enumerate(idx) if (i in fresh) == first]
+            if js:
+                self._run(rule, plan.views, [grads[j] for j in js], [idx[j] for j in js],
+                          rule.kernel_args(lr, fresh=first))
 
 
 class Adam(_Front, torch.optim.Adam):
@@ -227,23 +386,29 @@ class Adam(_Front, torch.optim.Adam):
     def _state_keys(group):
         return ("exp_avg", "exp_avg_sq")
 
-    def _update(self, group, params, states):
-        for p, state in zip(params, states):
-            if not state:
-                state["step"] = (torch.zeros((), dtype=torch.float32) if group["fused"]
-                                 else torch.tensor(0.0, dtype=_scalar_dtype()))
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    @staticmethod
+    def _init_state(group, p, state):
+        state["step"] = (torch.zeros((), dtype=torch.float32) if group["fused"]
+                         else torch.tensor(0.0, dtype=_scalar_dtype()))
+        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _update(self, group, plan, grads, idx):
+        lr = _rules.learning_rate(float(group["lr"]))
         beta1, beta2 = group["betas"]
         # torch >= 2.6 keeps AdamW's decoupled decay in the group; before, AdamW was its own class
         decoupled = group.get("decoupled_weight_decay", isinstance(self, torch.optim.AdamW))
-        for t, idx in self._by_step(states).items():
-            updates.adam_update(
-                [self._view(params[i]) for i in idx], [_np(params[i].grad) for i in idx],
-                [self._view(states[i]["exp_avg"]) for i in idx],
-                [self._view(states[i]["exp_avg_sq"]) for i in idx], t, float(group["lr"]),
-                float(beta1), float(beta2), float(group["eps"]), float(group["weight_decay"]),
-                style="torch", decoupled=bool(decoupled))
+        options = (float(beta1), float(beta2), float(group["eps"]), float(group["weight_decay"]),
+                   "torch", bool(decoupled))
+        rule = self._rule(("adam",) + options, lambda: _rules.Adam(*options))
+        buckets = self._steps(plan, idx)
+        if len(buckets) == 1:
+            (t, _), = buckets.items()
+            self._run(rule, plan.views, grads, idx, rule.kernel_args(lr, _rules.adam_step(t)))
+            return
+        for t, js in buckets.items():
+            self._run(rule, plan.views, [grads[j] for j in js], [idx[j] for j in js],
+                      rule.kernel_args(lr, _rules.adam_step(t)))
 
 
 class AdamW(Adam, torch.optim.AdamW):
@@ -269,13 +434,15 @@ class RMSprop(_Front, torch.optim.RMSprop):
     def _state_keys(group):
         return ("square_avg",)
 
-    def _update(self, group, params, states):
-        for p, state in zip(params, states):
-            if not state:
-                state["step"] = torch.zeros((), dtype=_scalar_dtype())
-                state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        self._by_step(states)  # torch counts steps; RMSprop's update does not use the count
-        updates.rmsprop_update(
-            [self._view(p) for p in params], [_np(p.grad) for p in params],
-            [self._view(s["square_avg"]) for s in states], float(group["lr"]), float(group["alpha"]),
-            float(group["eps"]), style="torch", weight_decay=float(group["weight_decay"]))
+    @staticmethod
+    def _init_state(group, p, state):
+        state["step"] = torch.zeros((), dtype=_scalar_dtype())
+        state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _update(self, group, plan, grads, idx):
+        lr = _rules.learning_rate(float(group["lr"]))
+        options = (float(group["alpha"]), float(group["eps"]), "torch",
+                   float(group["weight_decay"]))
+        rule = self._rule(("rmsprop",) + options, lambda: _rules.RMSprop(*options))
+        self._steps(plan, idx)  # torch counts steps; RMSprop's update does not use the count
+        self._run(rule, plan.views, grads, idx, rule.kernel_args(lr))
