@@ -30,6 +30,7 @@ For a strict check that everything runs in nnfast:
 accepted as torch accepts them and only choose torch's implementation for the fallback.
 """
 import bisect
+import operator
 import warnings
 
 try:
@@ -85,57 +86,75 @@ def _tensor_reason(p, state, keys):
 
 class _Plan:
     """The parameters of one param group that nnfast steps (those with a gradient), validated
-    once (``_Front._plan``): NumPy views of them and of their state, 1-D, the same memory.
+    once (``_Front._plan``): ``views``, (parameter, (state, ...)) NumPy views, 1-D, the same
+    memory.
 
-    ``pointers`` are the data pointers of every tensor viewed; a step first compares them (and
-    the parameters' shapes) with the tensors' of now — ``p.data = ...``, a replaced state tensor
-    or ``load_state_dict`` make a new plan, and the old views are dropped. ``starts``/``ends``
-    are the sorted byte spans of the arrays the kernels write, which a gradient must not
-    overlap. ``fresh``: indices whose momentum buffer was created by this plan (torch's first
-    step sets it to dθ)."""
+    ``valid`` is what a step checks, in C-level passes over the tensors: each parameter's
+    state dict and state tensors are the ones viewed, the data pointers of all and the sizes
+    of the parameters are unchanged — ``p.data = ...``, a replaced state tensor or ``load_state_dict`` make a new
+    plan, and the old views are dropped. ``starts``/``ends`` are the sorted byte spans of the
+    arrays the kernels write, which a gradient must not overlap. ``fresh``: indices whose
+    momentum buffer was created by this plan (torch's first step sets it to dθ). ``step_flat``:
+    when the ``state['step']`` tensors are the elements of one buffer in order (``_Front._plan``
+    makes them so), its NumPy view: all steps advance in one operation."""
 
-    __slots__ = ("group", "params", "states", "keys", "shapes", "pointers", "views", "steps",
-                 "changed", "dtype", "sizes", "starts", "ends", "fresh")
+    __slots__ = ("group", "params", "states", "keys", "getters", "tracked", "sizes",
+                 "pointers", "views", "steps", "step_flat", "changed", "dtype", "nbytes",
+                 "starts", "ends", "fresh")
 
     def __init__(self, group, params, states, keys):
-        self.group, self.params, self.states, self.keys = group, params, states, keys
-        self.shapes = [p.shape for p in params]
-        self.pointers = self.current_pointers()
-        self.views = [[_flat(p)] + [_flat(s[k]) for k in keys] for p, s in zip(params, states)]
-        self.steps = [_np(s["step"]) for s in states if "step" in s]
-        if len(self.steps) != len(params):
-            self.steps = None
-        self.changed = list(params) + [s[k] for s in states for k in keys + ("step",) if k in s]
+        self.group, self.params, self.states = group, params, states
+        self.keys = keys + ("step",) if "step" in states[0] else keys
+        self.getters = [(operator.itemgetter(k), [s[k] for s in states]) for k in self.keys]
+        self.tracked = list(params) + [t for _, ts in self.getters for t in ts]
+        self.sizes = list(map(_NUMEL, params))
+        self.pointers = list(map(_DATA_PTR, self.tracked))
+        self.views = [(_flat(p), tuple(_flat(s[k]) for k in keys))
+                      for p, s in zip(params, states)]
+        self.steps = [_np(s["step"]) for s in states] if "step" in self.keys else None
+        self.step_flat = _flat_steps(states) if self.steps else None
+        self.changed = self.tracked
         self.dtype = self.views[0][0].dtype
-        self.sizes = [v[0].size for v in self.views]
-        spans = sorted((a.ctypes.data, a.ctypes.data + a.nbytes) for v in self.views
-                       for a in v if a.size)
+        self.nbytes = [v[0].nbytes for v in self.views]
+        spans = sorted((a.ctypes.data, a.ctypes.data + a.nbytes) for p, state in self.views
+                       for a in (p, *state) if a.size)
         self.starts, self.ends = [lo for lo, _ in spans], [hi for _, hi in spans]
         self.fresh = ()
 
-    def current_pointers(self):
-        """Data pointers of the parameters and of their state tensors as they are now (the
-        state tensors looked up in the states, so that a replaced one is seen)."""
-        keys = self.keys + ("step",) if self.states and "step" in self.states[0] else self.keys
-        return [t.data_ptr() for p, s in zip(self.params, self.states)
-                for t in (p, *(s[k] for k in keys))]
-
     def valid(self, optimizer):
-        if not self.keys:
-            return [p.data_ptr() for p in self.params] == self.pointers and \
-                [p.shape for p in self.params] == self.shapes
-        state = optimizer.state
         try:
-            return all(state[p] is s for p, s in zip(self.params, self.states)) and \
-                self.current_pointers() == self.pointers and \
-                [p.shape for p in self.params] == self.shapes
+            if self.keys and not all(map(operator.is_, map(optimizer.state.__getitem__,
+                                                           self.params), self.states)):
+                return False
+            for get, tensors in self.getters:
+                if not all(map(operator.is_, map(get, self.states), tensors)):
+                    return False
         except KeyError:   # a state entry deleted
             return False
+        return list(map(_DATA_PTR, self.tracked)) == self.pointers and \
+            list(map(_NUMEL, self.params)) == self.sizes
 
     def overlaps(self, lo, hi):
         """Whether bytes [lo, hi) overlap an array the kernels write."""
         j = bisect.bisect_left(self.starts, hi) - 1
         return j >= 0 and self.ends[j] > lo
+
+
+_DATA_PTR = torch.Tensor.data_ptr
+_NUMEL = torch.Tensor.numel
+
+
+def _flat_steps(states):
+    """The NumPy view of the buffer whose elements 0, 1, ... are the states' ``'step'``
+    tensors in order, or None if they are not."""
+    steps = [s["step"] for s in states]
+    base = steps[0]._base
+    if base is None or base.dim() != 1 or len(base) != len(steps) or \
+            not base.is_contiguous() or any(t._base is not base for t in steps) or \
+            [t.storage_offset() for t in steps] != \
+            list(range(base.storage_offset(), base.storage_offset() + len(steps))):
+        return None
+    return _np(base)
 
 
 def _np(t):
@@ -222,11 +241,16 @@ class _Front:
             fresh = [i for i, s in enumerate(states) if not all(k in s for k in keys)]
             for i in fresh:
                 self._init_state(group, served[i], states[i])
+            if len(fresh) == len(served) and "step" in states[0]:
+                # torch's 0-d step tensors, as the elements of one buffer (_Plan.step_flat)
+                steps = torch.stack([s["step"] for s in states])
+                for j, s in enumerate(states):
+                    s["step"] = steps[j]
             plan = _Plan(group, served, states, keys)
             grads = [_np(p.grad).reshape(-1) for p in served]
             # nnfast.updates' own checks (dtype, layout, writable, no shared memory), once
             updates._groups([v[0] for v in plan.views], grads,
-                            [[v[j + 1] for v in plan.views] for j in range(len(keys))], keys)
+                            [[v[1][j] for v in plan.views] for j in range(len(keys))], keys)
             plan.fresh = fresh
         plans[key] = (group, plan, rest)
         return plan, {why: list(ps) for why, ps in rest.items()}
@@ -237,27 +261,31 @@ class _Front:
         changed bumped, as torch's in-place updates do (a graph saved before the step then
         raises instead of running on with the new values)."""
         grads, idx = [], []
-        for i, p in enumerate(plan.params):
+        dtype, starts, ends = plan.dtype, plan.starts, plan.ends
+        for i, (p, nbytes) in enumerate(zip(plan.params, plan.nbytes)):
             g = p.grad
             try:
                 a = g.numpy()          # raises for sparse, requires_grad, negative/conj bits
             except (RuntimeError, TypeError):
                 a = None
-            if a is None or not a.flags.c_contiguous or a.dtype != plan.dtype \
-                    or a.size != plan.sizes[i]:
+            if a is None or a.nbytes != nbytes or a.dtype is not dtype or \
+                    not a.flags.c_contiguous:
                 why = _tensor_reason(p, {}, ())
                 if why is not None:
                     rest.setdefault(why, []).append(p)
                     continue
                 a = _validate.contiguous(_np(g))   # a non-contiguous gradient: read a copy
-                if a.size != plan.sizes[i]:
+                if a.nbytes != nbytes:
                     raise ValueError(f"gradient of parameter {i} of the group has shape "
                                      f"{tuple(a.shape)}, but the parameter {tuple(p.shape)}")
-            lo = g.data_ptr() if a.base is not None else a.ctypes.data   # else a copy
-            if plan.overlaps(lo, lo + a.nbytes):
+                lo = g.data_ptr() if a.base is not None else a.ctypes.data
+            else:
+                lo = g.data_ptr()
+            j = bisect.bisect_left(starts, lo + nbytes) - 1
+            if j >= 0 and ends[j] > lo:
                 raise ValueError(f"gradient of parameter {i} of the group shares memory with a "
                                  "parameter or optimizer state nnfast writes")
-            grads.append(a.reshape(-1) if a.ndim != 1 else a)
+            grads.append(a if a.ndim == 1 else a.reshape(-1))
             idx.append(i)
         if not idx:
             return
@@ -267,18 +295,27 @@ class _Front:
         else:
             torch.autograd.graph.increment_version(
                 [plan.params[i] for i in idx]
-                + [plan.states[i][k] for i in idx for k in plan.keys + ("step",)
-                   if k in plan.states[i]])
+                + [plan.states[i][k] for i in idx for k in plan.keys])
 
     def _steps(self, plan, idx):
         """Advance ``state['step']`` of parameters ``idx``; {step: positions in ``idx``} (a
         group's parameters share a step count unless some were added later or skipped steps
         without a gradient)."""
+        flat = plan.step_flat
+        if flat is not None and len(idx) == len(flat) >= 8:   # fewer: a loop costs less
+            flat += 1
+            first = flat[0]
+            if (flat == first).all():
+                return {int(first): range(len(idx))}
+            values = flat.tolist()
+        else:
+            values = []
+            for i in idx:
+                t = plan.steps[i]    # a 0-d array: += and int() cost less than torch's
+                t += 1
+                values.append(int(t))
         buckets = {}
-        steps = plan.steps
-        for j, i in enumerate(idx):
-            t = steps[i]       # a 0-d array: += and int() cost less than torch's
-            t += 1
+        for j, t in enumerate(values):
             buckets.setdefault(int(t), []).append(j)
         return buckets
 
@@ -296,13 +333,13 @@ class _Front:
         the kernel is looked up once per size (``auto`` picks a backend by size)."""
         fns = {}
         for g, i in zip(grads, idx):
-            arrays = views[i]
-            n = arrays[0].size
+            p, state = views[i]
+            n = p.size
             if n:
                 fn = fns.get(n)
                 if fn is None:
                     fn = fns[n] = _backend.kernel("optim", rule.kernel, n)
-                fn(arrays[0], g, *arrays[1:], *scalars)
+                fn(p, g, *state, *scalars)
 
     def load_state_dict(self, state_dict):
         self.__dict__.pop("_nnfast_plans", None)  # would keep the replaced state tensors alive
