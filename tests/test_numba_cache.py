@@ -9,6 +9,7 @@ as a user's script would not.
 """
 import concurrent.futures
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -147,13 +148,33 @@ def test_concurrent_processes_share_one_cold_cache(tmp_path):
     _assert_same(_run(TRAIN, cache, tmp_path, **fields), outputs[0], exact=False)
 
 
+@pytest.fixture(scope="module")
+def cold_cache(tmp_path_factory):
+    """One cold training process's cache and output (float32, softmax), for the damage tests:
+    each damages its own copy, so the cold compilation runs once for all three."""
+    tmp = tmp_path_factory.mktemp("cold")
+    cache = tmp / "cache"
+    fields = dict(backend="numba", dtype="float32", outputs=("softmax",), path=tmp / "m.npz")
+    cold = _run(TRAIN, cache, tmp, **fields)
+    assert _cache_files(cache)
+    # A copy is a cache like the original: a process on an undamaged copy loads every kernel
+    # from it (nothing compiled, so nothing written), which is what the damage tests break.
+    copy = tmp / "copy"
+    shutil.copytree(cache, copy)
+    before = {p: os.stat(p).st_mtime_ns for p in _cache_files(copy)}
+    _assert_same(_run(TRAIN, copy, tmp, **fields), cold, exact=False)
+    assert {p: os.stat(p).st_mtime_ns for p in _cache_files(copy)} == before
+    return cache, cold
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
-def test_damaged_cache_entries_are_recompiled(tmp_path, damage):
+def test_damaged_cache_entries_are_recompiled(tmp_path, damage, cold_cache):
     """Cache files cut short (a process killed while writing), overwritten with garbage or
     emptied: the next process recompiles and gives the same numbers."""
+    pristine, cold = cold_cache
     cache = tmp_path / "cache"
+    shutil.copytree(pristine, cache)
     fields = dict(backend="numba", dtype="float32", outputs=("softmax",), path=tmp_path / "m.npz")
-    cold = _run(TRAIN, cache, tmp_path, **fields)
     files = _cache_files(cache)
     assert files
     for path in files:
