@@ -302,7 +302,7 @@ class _Front:
         group's parameters share a step count unless some were added later or skipped steps
         without a gradient)."""
         flat = plan.step_flat
-        if flat is not None and len(idx) == len(flat) >= 8:   # fewer: a loop costs less
+        if flat is not None and len(idx) == len(flat) >= 4:   # fewer: a loop costs less
             flat += 1
             first = flat[0]
             if (flat == first).all():
