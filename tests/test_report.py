@@ -32,6 +32,10 @@ def run_json(tmp_path_factory):
 
 
 def test_records_and_group_parsing(run_json):
+    data = json.loads(run_json.read_text())       # nnfast._pytest_load, through addopts
+    load = data["load_average"]
+    assert len(load["start"]) == 3 and len(load["end"]) == 3 and "load_warnings" in data
+    assert report.load_run(run_json).meta["load_average"] == load
     records = report.load(run_json)
     groups = {r.group for r in records}
     assert groups == {f"sgd-float32-{s}" for s in SIZES}
