@@ -366,3 +366,24 @@ def test_bench_step_faster_than_its_gemms_is_implausible(monkeypatch):
     line = _bench.format_step_row(rows["auto"])
     assert "implausible" in line and "0.5" not in line
     assert _bench.format_step_row(rows["numba"]).split()[-2:] == ["2.00", "2.0"]
+
+
+def test_plots_draw_noisy_points_open(tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib is the optional 'plot' extra")
+    import matplotlib.pyplot as plt
+
+    path = _pytest_benchmark_run(tmp_path / "run.json", [
+        ("adam-float32-1e4", "reference", 1e-4, 1e-6),
+        ("adam-float32-1e4", "numba", 0.5e-4, 0.2e-4),      # 40%: noisy
+        ("adam-float32-1e5", "reference", 1e-3, 1e-5),
+        ("adam-float32-1e5", "numba", 0.25e-3, 1e-6),
+    ])
+    records = report.load(path)
+    assert report.plot_data(records, with_marks=True)["adam-float32"]["numba"] == (
+        [1e4, 1e5], [2.0, 4.0], ["noisy", ""])
+    ax = report.speedup_figures(records)["adam-float32"].axes[0]
+    open_points = [line for line in ax.get_lines() if line.get_label() == "_noisy"]
+    assert len(open_points) == 1 and list(open_points[0].get_xdata()) == [1e4]
+    assert open_points[0].get_markerfacecolor() == "white"
+    assert "noisy" in ax.get_title()
+    plt.close("all")

@@ -330,9 +330,11 @@ def text_table(records, stat="min"):
     return "\n".join(lines)
 
 
-def plot_data(records):
+def plot_data(records, with_marks=False):
     """``{family-dtype: {impl: ([sizes], [speedups])}}`` for the groups with a numeric size,
-    sizes ascending — what ``speedup_figures`` draws."""
+    sizes ascending — what ``speedup_figures`` draws; ``with_marks``: ``([sizes], [speedups],
+    [marks])``, each point's ``marks`` entry."""
+    how = marks(records)
     data = {}
     for group, (_, _, ratios) in speedups(records).items():
         family, dtype, size = split_group(group)
@@ -341,34 +343,44 @@ def plot_data(records):
             continue
         series = data.setdefault(f"{family}-{dtype}", {})
         for impl, ratio in ratios.items():
-            xs, ys = series.setdefault(impl, ([], []))
+            xs, ys, ms = series.setdefault(impl, ([], [], []))
             xs.append(x)
             ys.append(ratio)
+            ms.append(how[(group, impl)])
     for series in data.values():
-        for impl, (xs, ys) in series.items():
-            order = sorted(range(len(xs)), key=xs.__getitem__)
-            series[impl] = ([xs[i] for i in order], [ys[i] for i in order])
+        for impl, columns in series.items():
+            order = sorted(range(len(columns[0])), key=columns[0].__getitem__)
+            series[impl] = tuple([c[i] for i in order] for c in columns[:3 if with_marks else 2])
     return data
 
 
 def speedup_figures(records):
     """One matplotlib Figure per kernel family and dtype: speedup over NumPy against size (log
-    axes), a line per implementation, the 1× line dashed. ``{name: Figure}``."""
+    axes), a line per implementation, the 1× line dashed. A noisy point (``marks``) is drawn
+    as an open marker, never as a plain result; an implausible one is left out. ``{name:
+    Figure}``."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figures = {}
-    for name, series in plot_data(records).items():
+    for name, series in plot_data(records, with_marks=True).items():
         fig, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
-        for impl, (xs, ys) in sorted(series.items()):
-            ax.plot(xs, ys, marker="o", label=impl)
+        for impl, (xs, ys, ms) in sorted(series.items()):
+            ys = [math.nan if m == "implausible" else y for y, m in zip(ys, ms)]
+            line, = ax.plot(xs, ys, marker="o", label=impl)
+            noisy = [(x, y) for x, y, m in zip(xs, ys, ms) if m == "noisy"]
+            if noisy:
+                ax.plot(*zip(*noisy), linestyle="none", marker="o", markersize=9,
+                        markerfacecolor="white", markeredgecolor=line.get_color(),
+                        label="_noisy")
         ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("size (elements)")
         ax.set_ylabel("speedup over NumPy (×)")
-        ax.set_title(name)
+        ax.set_title(name + ("  (open marker: noisy, not a result)"
+                             if any("noisy" in ms for _, _, ms in series.values()) else ""))
         ax.legend(fontsize="small")
         figures[name] = fig
     return figures
