@@ -387,3 +387,9 @@ def test_plots_draw_noisy_points_open(tmp_path):
     assert open_points[0].get_markerfacecolor() == "white"
     assert "noisy" in ax.get_title()
     plt.close("all")
+
+
+def test_report_needs_a_run_or_docs(capsys):
+    assert main(["report"]) == 2
+    assert "give a run" in capsys.readouterr().err
+    assert main(["report", "--docs"]) == 2             # --docs takes a folder
