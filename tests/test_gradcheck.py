@@ -92,6 +92,16 @@ def test_checks_nnfast_kernels_end_to_end():
      ValueError, "contiguous"),
     (lambda: nnfast.gradcheck(lambda: 0.0, [np.zeros(2)], [np.zeros(2)], eps=0.0), ValueError,
      "eps"),
+    # a gradient that is not numbers is named, not left to NumPy's "could not convert"
+    (lambda: nnfast.gradcheck(lambda: 0.0, [np.zeros(2)], [["a", "b"]]), TypeError,
+     "grads\\[0\\] must be a real numeric array, got dtype <U1"),
+    (lambda: nnfast.gradcheck(lambda: 0.0, [np.zeros(2)], ["ab"]), TypeError, "grads\\[0\\]"),
+    (lambda: nnfast.gradcheck(lambda: 0.0, np.zeros(2), "ab"), TypeError, "grads must be"),
+    (lambda: nnfast.gradcheck(lambda: 0.0, [np.zeros(2), np.zeros(1)],
+                              [np.zeros(2), np.array([object()])]), TypeError, "grads\\[1\\]"),
+    (lambda: nnfast.gradcheck(lambda: 0.0, [np.zeros(2)], [np.zeros(2, complex)]), TypeError,
+     "grads\\[0\\].*complex128"),
+    (lambda: nnfast.gradcheck(lambda: 0.0, [np.zeros(2)], [None]), TypeError, "grads\\[0\\]"),
 ])
 def test_bad_arguments(call, exc, match):
     with pytest.raises(exc, match=match):

@@ -66,6 +66,8 @@ def gradcheck(loss_fn, params, grads, eps=1e-7):
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
     single = isinstance(params, np.ndarray)
     params = [params] if single else list(params)
+    if isinstance(grads, (str, bytes)):
+        raise TypeError(f"grads must be an array or a list of arrays, got {type(grads).__name__}")
     grads = [grads] if single and isinstance(grads, np.ndarray) else list(grads)
     if len(grads) != len(params):
         raise ValueError(f"grads has {len(grads)} arrays but params has {len(params)}")
@@ -78,6 +80,8 @@ def gradcheck(loss_fn, params, grads, eps=1e-7):
         if not p.flags.writeable:
             raise ValueError(f"params[{i}] is read-only; gradcheck perturbs it in place")
         g = as_array(g, f"grads[{i}]")
+        if g.dtype.kind not in "fiub":  # strings, objects, dates; complex: astype drops the imag
+            raise TypeError(f"grads[{i}] must be a real numeric array, got dtype {g.dtype}")
         if g.shape != p.shape:
             raise ValueError(f"grads[{i}] has shape {g.shape}, but params[{i}] has {p.shape}")
         flat = p.reshape(-1)
