@@ -13,9 +13,11 @@ import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "src"))   # a source checkout without an install
-
-import nnfast  # noqa: E402
+try:
+    import nnfast               # the installed package (pip install ".[docs]")
+except ImportError:             # a source checkout without an install: the pure-Python layer
+    sys.path.insert(0, os.path.join(HERE, "..", "src"))
+    import nnfast
 from nnfast import report  # noqa: E402
 
 project = "nnfast"
