@@ -90,7 +90,8 @@ def main(out):
             date="2026-12-03", command="python -m bench.bench_sklearn --repeats 5",
             load_note="1.1-1.5, reported at the time",
             source=f"transcribed from the {README} by docs/bench/transcribe.py; each time the "
-                   "median of 5 fresh processes",
+                   "median of 5 fresh processes, printed to two or three figures, so the "
+                   "ratios here can differ in their last digit from those printed then",
             records=sklearn_table(fits[3 * i:3 * i + 3]))
     for name, run in runs.items():
         with open(os.path.join(out, name + ".json"), "w", encoding="utf-8") as f:
