@@ -6,6 +6,7 @@ every length, one byte flipped anywhere, members missing or swapped, a pickle, a
 config declaring huge layers, an array header declaring 2**40 elements, deep JSON), each
 written by hand with zipfile / numpy.lib.format as an attacker would.
 """
+import errno
 import io
 import json
 import tracemalloc
@@ -76,6 +77,19 @@ def test_save_without_suffix_loads_without_suffix(tmp_path):
     np.testing.assert_array_equal(loaded.flat_params, net.flat_params)
     with pytest.raises(FileNotFoundError):
         nnfast.MLP.load(tmp_path / "other")
+
+
+@pytest.mark.parametrize("name", ["other", "other.npz"])
+def test_missing_file_is_a_model_file_error_and_a_file_not_found_error(tmp_path, name):
+    """As the README says, every file ``save`` did not write — a missing one too — raises
+    ModelFileError (a ValueError) naming it; code that catches FileNotFoundError still does."""
+    path = tmp_path / name
+    with pytest.raises(ModelFileError, match="no such file") as info:
+        nnfast.MLP.load(path)
+    exc = info.value
+    assert isinstance(exc, ValueError) and isinstance(exc, FileNotFoundError)
+    assert str(path) in str(exc) and exc.filename == str(path) and exc.errno == errno.ENOENT
+    assert ("(nor other.npz)" in str(exc)) == (name == "other")   # the suffixed path tried too
 
 
 def test_every_truncation(saved, tmp_path):

@@ -3,7 +3,9 @@
 target's folder, fsync'ed, then renamed onto the target, so a save killed at any moment leaves the
 earlier file whole (tests/test_persistence_kill.py kills real processes part-way). ``load``
 checks every array's header before it reads the data, so a file that ``save`` did not write
-raises ``ModelFileError`` without allocating more than its own size."""
+raises ``ModelFileError`` without allocating more than its own size; a missing file raises
+``MissingModelFileError``, both a ``ModelFileError`` and a ``FileNotFoundError``."""
+import errno
 import json
 import math
 import os
@@ -29,6 +31,19 @@ class ModelFileError(ValueError):
         self.path, self.problem = path, problem
 
 
+class MissingModelFileError(ModelFileError, FileNotFoundError):
+    """``MLP.load`` of a path where there is no file (nor one with ``.npz`` appended): a
+    ``ModelFileError`` like every file ``save`` did not write, and a ``FileNotFoundError`` (with
+    ``errno`` and ``filename`` set) for code that catches that."""
+
+    def __init__(self, path, problem):
+        super().__init__(path, problem)
+        self.errno, self.strerror, self.filename = errno.ENOENT, problem, path
+
+    def __str__(self):
+        return f"{self.path}: {self.problem}"
+
+
 def save(net, path):
     """``MLP.save`` (documented there)."""
     path = os.fspath(path)
@@ -49,6 +64,9 @@ def load(cls, path):
     try:
         with zipfile.ZipFile(path) as zf:
             return _load(cls, zf, path, os.path.getsize(path))
+    except FileNotFoundError:
+        tried = "" if path.endswith(".npz") else f" (nor {os.path.basename(path)}.npz)"
+        raise MissingModelFileError(path, f"no such file{tried}") from None
     except zipfile.BadZipFile as exc:
         raise ModelFileError(path, f"not an .npz (zip) file ({exc})") from None
     except (EOFError, zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
