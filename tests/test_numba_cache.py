@@ -118,14 +118,18 @@ def test_warm_cache_after_parallel_kernel_does_not_crash(tmp_path, dtype):
 
 
 @pytest.mark.parametrize("backend", ["auto", "numba"])
-def test_every_entry_point_warm_equals_cold(tmp_path, backend):
+def test_every_entry_point_warm_equals_cold(tmp_path, backend, request):
     """Each output layer and entry point, cold and then twice warm, float32. "auto" runs
     networks on the ahead-of-time Cython kernels: the warm runs print the cold run's text
-    exactly. "numba": see ``_assert_same``."""
+    exactly. "numba": see ``_assert_same``; its cold run is ``cold_numba_training``'s."""
     cache = tmp_path / "cache"
     fields = dict(backend=backend, dtype="float32", outputs=("softmax", "sigmoid", "identity"),
                   path=tmp_path / "m.npz")
-    cold = _run(TRAIN, cache, tmp_path, **fields)
+    if backend == "numba":
+        pristine, cold, _ = request.getfixturevalue("cold_numba_training")
+        shutil.copytree(pristine, cache)
+    else:
+        cold = _run(TRAIN, cache, tmp_path, **fields)
     assert _run(KERNEL, cache, tmp_path, backend=backend, dtype="float32")
     warm = _run(TRAIN, cache, tmp_path, **fields)
     _assert_same(warm, cold, exact=backend == "auto")
@@ -196,36 +200,50 @@ def test_unusable_cache_directory_still_runs(tmp_path):
     assert "softmax step" in out
 
 
-def test_no_cached_kernel_links_a_parallel_one(tmp_path):
+#: Run after TRAIN in the same (cold) process: every non-parallel overload compiled there
+#: (braces doubled: ``_run`` formats the script).
+LINKS = """
+import importlib, numba, numpy as np, nnfast
+from numba.core.registry import CPUDispatcher
+bad, seen = [], 0
+for name in nnfast._backend.KERNEL_MODULES + ("step", "grid", "_blocks"):
+    module = importlib.import_module("nnfast._numba." + name)
+    for attr, fn in vars(module).items():
+        if not isinstance(fn, CPUDispatcher) or fn.targetoptions.get("parallel"):
+            continue
+        for sig, cres in fn.overloads.items():
+            seen += 1
+            if cres.reload_init:
+                bad.append(f"{{name}}.{{attr}}{{sig}}")
+print("checked", seen)
+assert not bad, "non-parallel kernels that link a parallel one: " + ", ".join(bad)
+"""
+
+
+@pytest.fixture(scope="module")
+def cold_numba_training(tmp_path_factory):
+    """A cold process training every output layer on the numba backend (float32), which then
+    inspects the kernels it compiled (``LINKS``): its cache, its training output and the number
+    of overloads it checked. Two tests read it, so its cold compilation runs once."""
+    tmp = tmp_path_factory.mktemp("cold-numba")
+    cache = tmp / "cache"
+    fields = dict(backend="numba", dtype="float32", outputs=("softmax", "sigmoid", "identity"),
+                  path=tmp / "m.npz")
+    out = _run(TRAIN + LINKS, cache, tmp, **fields)
+    training, _, checked = out.rpartition("checked ")
+    return cache, training, int(checked)
+
+
+def test_no_cached_kernel_links_a_parallel_one(cold_numba_training):
     """The cause of issue 6, checked for every kernel: a function compiled with ``cache=True``
     that calls a ``parallel=True`` one inherits Numba's thread-pool start-up only when the callee
     was compiled in the same process, not when the callee came from the cache; its cache entry
     then lacks the start-up, and calling it first in a new process crashes. So no non-parallel
     kernel of the backend may call a parallel one. In a cold process (callees compiled there,
-    so the start-up propagates) every non-parallel overload must carry no start-up hook."""
-    script = """
-    import importlib, numba, numpy as np, nnfast
-    from numba.core.registry import CPUDispatcher
-    exec(open({train!r}).read())
-    bad, seen = [], 0
-    for name in nnfast._backend.KERNEL_MODULES + ("step", "grid", "_blocks"):
-        module = importlib.import_module("nnfast._numba." + name)
-        for attr, fn in vars(module).items():
-            if not isinstance(fn, CPUDispatcher) or fn.targetoptions.get("parallel"):
-                continue
-            for sig, cres in fn.overloads.items():
-                seen += 1
-                if cres.reload_init:
-                    bad.append(f"{{name}}.{{attr}}{{sig}}")
-    print("checked", seen)
-    assert not bad, "non-parallel kernels that link a parallel one: " + ", ".join(bad)
-    """
-    train = tmp_path / "train.py"
-    train.write_text(textwrap.dedent(TRAIN).format(
-        backend="numba", dtype="float32", outputs=("softmax", "sigmoid", "identity"),
-        path=tmp_path / "m.npz"))
-    out = _run(script, tmp_path / "cache", tmp_path, train=str(train))
-    assert int(out.split("checked")[1]) > 10
+    so the start-up propagates) every non-parallel overload must carry no start-up hook: the
+    fixture's process asserts it."""
+    _, _, checked = cold_numba_training
+    assert checked > 10
 
 
 def test_every_cached_kernel_has_the_damage_guards():
