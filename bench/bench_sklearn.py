@@ -108,21 +108,22 @@ def run_one(impl, name, n=None, epochs=None):
     return out
 
 
-def run_fresh(impl, name, blas_threads=None, step_threads=None):
+def run_fresh(impl, name, blas_threads=None, cpus=None):
     """``run_one`` in a fresh Python process (first-call overhead included); ``blas_threads``
-    sets OPENBLAS_NUM_THREADS / OMP_NUM_THREADS there (default: the environment's),
-    ``step_threads`` NNFAST_STEP_THREADS (default auto: two threads for large batches; 1: the
-    one-chunk step on one thread; 2: every batch on two)."""
+    sets OPENBLAS_NUM_THREADS / OMP_NUM_THREADS there (default: the environment's), ``cpus``
+    the number of this process's CPUs it may run on (its affinity: nnfast's engine uses them
+    all; default: all of them)."""
     code = ("import json, bench.bench_sklearn as b; "
             f"print(json.dumps(b.run_one({impl!r}, {name!r})))")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     if blas_threads is not None:
         env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(blas_threads)
-    if step_threads is not None:
-        env["NNFAST_STEP_THREADS"] = str(step_threads)
+    allowed = sorted(os.sched_getaffinity(0))[:cpus] if cpus else None
     res = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
-                         text=True, check=True, env=env)
+                         text=True, check=True, env=env,
+                         preexec_fn=(lambda: os.sched_setaffinity(0, allowed)) if allowed
+                         else None)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -149,10 +150,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="BLAS threads of every fit's process (both implementations)")
-    parser.add_argument("--step-threads", type=int, default=None,
-                        help="NNFAST_STEP_THREADS of every fit's process (unset: auto, two "
-                             "threads for large batches; 1: one; 2: every batch on two; "
-                             "scikit-learn ignores it)")
+    parser.add_argument("--cpus", type=int, default=None,
+                        help="CPUs every fit's process may run on (its affinity; default: all)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="fresh processes per (case, implementation), interleaved; the "
                              "table shows medians (for a shared, noisy machine)")
@@ -161,7 +160,7 @@ def main(argv=None):
     for _ in range(args.repeats):
         for name in CASES:
             for impl in ("sklearn", "nnfast", "patched"):
-                runs.append(run_fresh(impl, name, args.blas_threads, args.step_threads))
+                runs.append(run_fresh(impl, name, args.blas_threads, args.cpus))
                 print(json.dumps(runs[-1]), flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     results = medians(runs)

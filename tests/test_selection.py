@@ -381,35 +381,49 @@ def test_grid_kernel_of_each_backend_matches_its_separate_fits(backend, dtype, o
     assert not np.allclose(models[0].flat_params, models[2].flat_params, rtol=1e-3)
 
 
-@pytest.mark.parametrize("backend", ["numba", "cython"])
-def test_grid_kernel_refuses_mismatched_buffers(backend):
-    """The compiled grid kernels run on buffers ``_grid._Compiled`` builds (internal, like the
-    step kernels); the Cython one also checks them: one dtype, and a buffer too short for K
-    models or the layer sizes is a ValueError, never a write past its end."""
-    require_backend(backend)
-    grid = importlib.import_module(f"nnfast._{backend}.grid")
+def test_grid_kernel_refuses_mismatched_buffers():
+    """Numba's grid kernel runs on buffers ``_grid._Compiled`` builds (internal, like the step
+    kernels)."""
+    require_backend("numba")
+    from nnfast._numba import grid
+
     K, m, sizes = 2, 5, np.array([3, 4, 2], np.int64)
     n_w, n_b = 3 * 4 + 4 * 2, 4 + 2
     X = np.ones((m, 3))
     y = np.zeros(m, np.int64)
     bufs = [np.zeros((K, n)) for n in (n_w, n_b, n_w, n_b, m * n_b, m * n_b, m * n_b)]
-    lams = np.array([0.1, 1.0])
-    args = (X, y, sizes, *bufs, nnfast._kinds.RELU, 0.01, lams)
+    args = (X, y, sizes, *bufs, nnfast._kinds.RELU, 0.01, np.array([0.1, 1.0]))
     assert np.isfinite(grid.softmax_grid(*args))
-    if backend == "cython":
-        with pytest.raises(ValueError, match="dtype mismatch"):       # one dtype throughout
-            grid.softmax_grid(X.astype(np.float32), *args[1:])
-        for i, name in enumerate(("weights", "biases", "dweights", "dbiases", "zbuf", "abuf",
-                                  "dbuf")):
-            short = list(bufs)
-            short[i] = np.zeros((K, bufs[i].shape[1] - 1))
-            with pytest.raises(ValueError, match=name):
-                grid.softmax_grid(X, y, sizes, *short, nnfast._kinds.RELU, 0.01, lams)
-        with pytest.raises(ValueError, match="sizes"):
-            grid.softmax_grid(X, y, np.array([2, 4, 2], np.int64), *bufs, nnfast._kinds.RELU,
-                              0.01, lams)
-        with pytest.raises(ValueError, match="rows"):
-            grid.softmax_grid(X, y[:3], sizes, *bufs, nnfast._kinds.RELU, 0.01, lams)
-        with pytest.raises(ValueError, match="y must be"):
-            grid.identity_grid(X, np.zeros((m, 3)), sizes, *bufs, nnfast._kinds.RELU, 0.01,
-                               lams)
+
+
+def test_engine_grid_refuses_mismatched_buffers():
+    """The Cython grid is the engine with K models: one dtype, and buffers too short for K
+    models or the layer sizes are a ValueError, never a write past their end."""
+    require_backend("cython")
+    from nnfast._cython import engine
+
+    K, m, sizes = 2, 5, np.array([3, 4, 2], np.int64)
+    n_p = K * (3 * 4 + 4 * 2 + 4 + 2)
+    X, y = np.ones((m, 3)), np.zeros(m, np.int64)
+    plan = engine.Plan(sizes, "softmax", nnfast._kinds.RELU, 0.01, np.array([0.1, 1.0]), None,
+                       1, "float64")
+    params, grads, J = np.zeros(n_p), np.zeros(n_p), np.zeros(1)
+    bounds = np.array([0, m])
+    assert engine.run(plan, X, y, None, bounds, 0, params, grads, [], None, J) == 1
+    assert np.isfinite(J[0])
+    with pytest.raises(TypeError, match="X must be float64"):          # one dtype throughout
+        engine.run(plan, X.astype(np.float32), y, None, bounds, 0, params.astype(np.float32),
+                   grads.astype(np.float32), [], None, J)
+    with pytest.raises(ValueError, match="dtype mismatch"):
+        engine.run(plan, X, y, None, bounds, 0, params.astype(np.float32), grads, [], None, J)
+    for short in ((params[:-1], grads), (params, grads[:-1])):
+        with pytest.raises(ValueError, match="params and grads must have"):
+            engine.run(plan, X, y, None, bounds, 0, *short, [], None, J)
+    with pytest.raises(ValueError, match="X must have 3 columns"):
+        engine.run(plan, np.ones((m, 2)), y, None, bounds, 0, params, grads, [], None, J)
+    with pytest.raises(ValueError, match="rows"):
+        engine.run(plan, X, y[:3], None, bounds, 0, params, grads, [], None, J)
+    targets = engine.Plan(sizes, "identity", nnfast._kinds.RELU, 0.01, np.array([0.1, 1.0]),
+                          None, 1, "float64")
+    with pytest.raises(ValueError, match="y must be"):
+        engine.run(targets, X, np.zeros((m, 3)), None, bounds, 0, params, grads, [], None, J)

@@ -1,8 +1,7 @@
 # One model's pass over rows of a mini-batch — forward (GEMM, + b, g), the loss with its output
-# delta, backward (dW = a_prevᵀ δ, db = Σ δ, δ_prev = δ Wᵀ .* g') — shared by grid.pyx (every
-# λ's model on the whole batch) and pstep.pyx (one model on a chunk of the batch's rows), and
-# the L2 term; and the shape checks of their Python entry points. Buffers are in MLP's layout
-# (nnfast._numba.grid's docstring).
+# delta, backward (dW = a_prevᵀ δ, db = Σ δ, δ_prev = δ Wᵀ .* g') — and the L2 term, for the
+# network-step engine (engine.pyx: each model of a plan on each row chunk of a batch), with the
+# check of a network's sizes. Buffers are in MLP's layout (nnfast._numba.grid's docstring).
 from cython cimport floating
 
 from blas cimport gemm
@@ -53,22 +52,6 @@ cdef inline int count_sizes(const long long[::1] sizes, Py_ssize_t features,
             raise ValueError(f"sizes must be positive, got {list(sizes)}")
         n_w[0] += sizes[i] * sizes[i + 1]
         n_b[0] += sizes[i + 1]
-    return 0
-
-
-cdef inline int check_shape(str name, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t K,
-                            Py_ssize_t width) except -1:
-    """ValueError naming a (K, width) buffer of another shape."""
-    if rows != K or cols != width:
-        raise ValueError(f"{name} must be ({K}, {width}), got ({rows}, {cols})")
-    return 0
-
-
-cdef inline int check_targets(Py_ssize_t m, Py_ssize_t y_rows, Py_ssize_t y_cols,
-                              Py_ssize_t k) except -1:
-    """ValueError unless float targets y are (m, k): X's rows, the network's outputs."""
-    if y_rows != m or y_cols != k:
-        raise ValueError(f"y must be ({m}, {k}), got ({y_rows}, {y_cols})")
     return 0
 
 

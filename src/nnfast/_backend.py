@@ -266,9 +266,9 @@ def set_num_threads(n):
     Kernels and BLAS calls run one after the other, never nested, so the two pools together
     never hold more than ``n`` busy threads. Numba's kernels use up to the CPU count by default;
     the Cython kernels' OpenMP loops use one thread until this is called (libgomp's spinning
-    threads starve OpenBLAS's on small machines: bench/README.md, "Threads"). ``n = 1`` also
-    keeps the Cython step's helper thread idle (large batches then run their two row chunks on
-    the calling thread: the same results).
+    threads starve OpenBLAS's on small machines: bench/README.md, "Threads"). The Cython
+    network-step engine uses every usable CPU unless this bounds it (``n = 1``: its row chunks
+    run on the calling thread, with the same results: ``nnfast._cython.step``).
     """
     from ._validate import integer
 
@@ -283,10 +283,7 @@ def set_num_threads(n):
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n, user_api="blas")
-    _num_threads = n
-    step = sys.modules.get("nnfast._cython.step")
-    if step is not None:        # the Cython step's helper thread (pstep) counts as a thread
-        step.set_threads(n)
+    _num_threads = n            # the engine's plans read it (nnfast._cython.step.threads)
     return n
 
 

@@ -8,7 +8,8 @@ same kernel ``MLP.fit`` calls; elementwise, so the same as K updates). Two forms
 
 - ``_Compiled`` (the Cython and Numba backends; "auto" takes Cython, ``NETWORK_ORDER``): the
   buffers are model-major, row k of each (K, ·) buffer is model k in ``MLP``'s own layout, and
-  one call of the backend's grid kernel (``src/kernels/grid.pyx``, ``nnfast._numba.grid``) runs
+  one call of the backend's grid step (the Cython engine, ``src/kernels/engine.pyx``, with K
+  models; ``nnfast._numba.grid``) runs
   every model's forward, loss, backward and L2 term without the GIL and without Python between
   the models. Each model's arithmetic is ``MLP``'s on that backend, so a grid gives the
   parameters of one ``MLP.fit`` per λ bit for bit (tests/test_selection.py). Measured on digits
@@ -241,6 +242,11 @@ class _Compiled:
         self.weights[...] = template.flat_params[:self.n_weights]
         self.biases[...] = template.flat_params[self.n_weights:]
         self._workspaces = {}
+        self.engine = None
+        if kernel == "engine":
+            from ._cython.step import grid_step
+
+            self.engine = grid_step(template, self.lambdas)
 
     def model(self, k, template):
         """Model k as an ``MLP`` (``template``'s config with l2 = λ_k)."""
@@ -271,20 +277,26 @@ class _Compiled:
     def step(self, X, y, optimizer):
         """Forward, backward and one optimizer update of all K models on the batch (X, y);
         returns the K models' summed objective (for finiteness)."""
-        ws = self._workspace(X.shape[0], y)
-        loss = self.kernel(X, y, self.sizes, self.weights, self.biases, self.dweights,
-                           self.dbiases, ws["z"], ws["a"], ws["delta"], self.kind, self.slope,
-                           self.lambdas)
+        if self.engine is not None:         # Cython: the engine's K-model plan
+            loss = self.engine(X, y, self.flat_params, self.flat_grads)
+        else:                               # Numba: its grid kernel
+            ws = self._workspace(X.shape[0], y)
+            loss = self.kernel(X, y, self.sizes, self.weights, self.biases, self.dweights,
+                               self.dbiases, ws["z"], ws["a"], ws["delta"], self.kind,
+                               self.slope, self.lambdas)
         optimizer.step_flat(self.flat_params, self.flat_grads)
         return loss
 
 
 def _compiled_kernel(output):
-    """The grid kernel for ``output`` of the backend a network runs on (``network_backend``:
-    Cython first for "auto"), or None for the reference backend (the NumPy-batched ``_Grid``)."""
+    """How the backend a network runs on (``network_backend``: Cython first for "auto") steps
+    the grid: "engine" (Cython: the network-step engine with K models), Numba's grid kernel
+    for ``output``, or None for the reference backend (the NumPy-batched ``_Grid``)."""
     backend = _backend.network_backend()
     if backend == "reference":
         return None
+    if backend == "cython":
+        return "engine"
     return _backend.kernel_in(backend, "grid", output + "_grid")
 
 

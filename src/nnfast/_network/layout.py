@@ -87,7 +87,7 @@ class Layout:
             tuple(layer.W for layer in self.layers), tuple(layer.b for layer in self.layers),
             tuple(layer.dW for layer in self.layers), tuple(layer.db for layer in self.layers),
             self.weights, self.weight_grads)
-        # the network as the one model of a grid kernel (src/kernels/grid.pyx): sizes and the
+        # the network as the one model of a grid kernel (the Cython engine's sizes, Numba's grid): the
         # (1, ·) rows of weights, biases and their gradients
         nw = self.n_weights
         self.grid_arrays = None if batchnorm else (
