@@ -64,7 +64,9 @@ def test_markdown_table_holds_the_ratios(run_json):
         assert cells[:2] == [group, "reference"]
         for impl, cell in zip(impls, cells[3:]):
             ratio = by[(group, "reference")].median / by[(group, impl)].median
-            assert cell == f"{report.sig(ratio)}×"
+            base, own = by[(group, "reference")], by[(group, impl)]
+            noisy = max(base.iqr / base.median, own.iqr / own.median) > 0.10   # a short run
+            assert cell == ("~" if noisy else "") + f"{report.sig(ratio)}×"
     assert "0.00" not in text
 
 
