@@ -28,9 +28,10 @@ A batch whose J is not finite is not applied: the call returns the batches appli
 
 Contention. An OpenMP pass ends when its last thread does; a thread that the OS has
 descheduled (another process holds its core) holds the pass up for a scheduler slice
-(milliseconds), which would make a parallel step slower than a serial one. So each parallel
-pass times itself: if the first thread out of work idled at the end for more than 1.5 of the
-fastest chunk (+ 20 µs; ``late``), the plan runs its next batches on the calling thread alone
+(milliseconds), and one that shares its core runs at a fraction of its speed: either can make
+a parallel step slower than a serial one. So each parallel pass times its chunks: if the pass
+took more than 1.5 times its rounds of the fastest chunk (+ 20 µs; ``late``), the plan runs
+its next batches on the calling thread alone
 — 16 of them, doubling on every late pass up to 1024, halving back on every pass that was on
 time — then tries its threads again. Results do not change (the chunks are the same); under
 contention the step settles near its one-thread speed and pays one late pass per back-off.
@@ -70,12 +71,13 @@ RULES = {"sgd_update": (SGD_RULE, 2, 0), "momentum_update": (MOMENTUM_RULE, 6, 1
          "rmsprop_update": (RMSPROP_RULE, 5, 1), "adam_update": (ADAM_RULE, 9, 2)}
 OUTPUTS = {"softmax": SOFTMAX_OUT, "sigmoid": SIGMOID_OUT, "identity": IDENTITY_OUT}
 #: Row chunks of a batch (``n_chunks``): at least CHUNK_ROWS rows and CHUNK_WORK multiply-adds
-#: (forward + backward: 3 per weight and row) each, and about 2 · CHUNK_ROWS rows from four
-#: chunks on. Smaller chunks lose more than another core gains: a chunk's GEMMs run slower per
-#: row at fewer rows (784-512-256 float32, one thread: 30.3 / 26.3 / 24.4 µs per row at 32 / 64
-#: / 128 rows) and every chunk past the first adds its gradient slot in (2-core Zen 4:
-#: 100-64-1 batch 100 gained nothing from two chunks, batch 200 did; 64-128-64-10 batch 64
-#: did not).
+#: (forward + backward: 3 per weight and row) each, two of them from 2 · CHUNK_ROWS rows and
+#: about 4 · CHUNK_ROWS rows each from three chunks on. Smaller chunks lose more than another
+#: core gains: a chunk's GEMMs run slower per row at fewer rows (784-512-256 float32, one
+#: thread: 30.3 / 26.3 / 24.4 µs per row at 32 / 64 / 128 rows) and every chunk past the first
+#: adds its gradient slot in (2-core Zen 4: 100-64-1 batch 100 gained nothing from two chunks,
+#: batch 200 did; 64-128-64-10 batch 64 did not; 784-1024-1024-10 batch 512 as 4 chunks took
+#: 7% longer on one core than as 2, and 14% on two).
 CHUNK_ROWS = MIN_CHUNK_ROWS
 CHUNK_WORK = MIN_CHUNK_WORK
 MAX = MAX_CHUNKS
@@ -105,11 +107,11 @@ ctypedef struct nn_plan:
 
 cdef inline Py_ssize_t n_chunks(const nn_plan* p, Py_ssize_t m) noexcept nogil:
     """The row chunks of a batch of m rows: two from 2 · CHUNK_ROWS rows, then one per
-    2 · CHUNK_ROWS rows, at most MAX_CHUNKS, and fewer while a chunk would hold fewer than
+    4 · CHUNK_ROWS rows, at most MAX_CHUNKS, and fewer while a chunk would hold fewer than
     CHUNK_WORK multiply-adds."""
     cdef Py_ssize_t c = 1
     if m >= 2 * MIN_CHUNK_ROWS:
-        c = min(<Py_ssize_t>MAX_CHUNKS, max(<Py_ssize_t>2, m // (2 * MIN_CHUNK_ROWS)))
+        c = min(<Py_ssize_t>MAX_CHUNKS, max(<Py_ssize_t>2, m // (4 * MIN_CHUNK_ROWS)))
     while c > 1 and 3 * (m // c) * p.n_w < MIN_CHUNK_WORK:
         c -= 1
     return max(c, 1)
@@ -301,18 +303,16 @@ def set_test_delay(double us):
     test_delay_ns = <int64_t>(us * 1000)
 
 
-cdef bint late(int T, Py_ssize_t items, const int64_t* finish, const int64_t* took,
-               int64_t end) noexcept nogil:
-    """Whether a parallel pass waited on a late thread: the first thread out of work idled at
-    the end for more than 1.5 of the fastest chunk (+ 20 µs): more than the imbalance of equal
-    chunks. A thread that got no chunk counts as out of work from the start."""
-    cdef int64_t first = finish[0], fastest = took[0]
+cdef bint late(int T, Py_ssize_t items, const int64_t* took, int64_t elapsed) noexcept nogil:
+    """Whether a parallel pass of ``items`` chunks on T threads took longer than 1.5 times its
+    rounds of the fastest chunk (+ 20 µs): a thread started late (descheduled) or ran slower
+    than the others (its core shared with another process), so that the pass gained little or
+    nothing over one thread."""
+    cdef int64_t fastest = took[0]
     cdef Py_ssize_t i
-    for i in range(1, T):
-        first = min(first, finish[i])
     for i in range(1, items):
         fastest = min(fastest, took[i])
-    return end - first > 3 * fastest // 2 + 20000
+    return elapsed > 3 * ((items + T - 1) // T) * fastest // 2 + 20000
 
 
 cdef Py_ssize_t run_plan(const nn_plan* p, const floating* X, Py_ssize_t f,
@@ -320,10 +320,10 @@ cdef Py_ssize_t run_plan(const nn_plan* p, const floating* X, Py_ssize_t f,
                          const long long* order, const long long* bounds, Py_ssize_t n_batches,
                          floating* params, floating* grads, floating* s0, floating* s1,
                          const double* args, double* losses, char* ws, size_t per_thread,
-                         floating* slots, double* loss, int64_t* took, int64_t* finish,
+                         floating* slots, double* loss, int64_t* took,
                          nn_ctrl* ctrl) noexcept nogil:
     """The batches of a call (``run``); returns those applied. ``loss``, ``took``: K · C_max
-    each, ``finish``: one per thread; ``ctrl``: the plan's thread controller."""
+    each; ``ctrl``: the plan's thread controller."""
     cdef Py_ssize_t K = p.K, n_w = p.n_w, j, m, lo, C, items, i, k, c, done = 0
     cdef int T, tid
     cdef int64_t t_start, t_chunk, t_done
@@ -350,8 +350,6 @@ cdef Py_ssize_t run_plan(const nn_plan* p, const floating* X, Py_ssize_t f,
             ctrl.parallel += 1
             team_started = 1
             t_start = nn_clock_ns()
-            for tid in range(T):
-                finish[tid] = t_start
             for i in prange(items, schedule='dynamic', chunksize=1, num_threads=T):
                 tid = threadid()
                 t_chunk = nn_clock_ns()
@@ -362,8 +360,7 @@ cdef Py_ssize_t run_plan(const nn_plan* p, const floating* X, Py_ssize_t f,
                                      order, params, grads, slots, ws + tid * per_thread)
                 t_done = nn_clock_ns()
                 took[i] = t_done - t_chunk
-                finish[tid] = t_done
-            if late(T, items, finish, took, nn_clock_ns()):
+            if late(T, items, took, nn_clock_ns() - t_start):
                 ctrl.late += 1
                 ctrl.serial_left = ctrl.interval
                 ctrl.interval = min(2 * ctrl.interval, <Py_ssize_t>MAX_BACKOFF)
@@ -483,8 +480,7 @@ cdef Py_ssize_t call(Plan plan, const floating[:, ::1] X, y, order_obj,
     # one thread's workspace: labels, z, a, δ, gathered rows of X and the targets (64-aligned)
     per_thread = (m_max * sizeof(long long) + m_max * (3 * p.n_b + gathered) * item + 63) & ~63
     n_slots = p.K * (C_max - 1) * (p.n_w + p.n_b)
-    need = (T * per_thread + n_slots * item + p.K * C_max * (sizeof(double) + sizeof(int64_t))
-            + T * sizeof(int64_t))
+    need = T * per_thread + n_slots * item + p.K * C_max * (sizeof(double) + sizeof(int64_t))
     if plan.busy:                       # another Python thread is in a call of this plan
         private = <char*>malloc(need)
         if private == NULL:
@@ -507,8 +503,7 @@ cdef Py_ssize_t call(Plan plan, const floating[:, ::1] X, y, order_obj,
             done = run_plan(p, &X[0, 0], f, labels, t, t_cols, order, &bounds[start],
                             n_batches, &params[0], &grads[0], s[0], s[1],
                             &args[0, 0] if p.code != NO_RULE else NULL, &losses[0], ws,
-                            per_thread, <floating*>(ws + T * per_thread), extra, took,
-                            took + p.K * C_max, &ctrl)
+                            per_thread, <floating*>(ws + T * per_thread), extra, took, &ctrl)
     finally:
         if private != NULL:
             free(private)

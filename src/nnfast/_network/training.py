@@ -35,10 +35,19 @@ class History:
 
 def step(net, network, ws, X, y, optimizer, rows=None):
     """One mini-batch on validated (X, y) (``rows``: on those rows of X and y): forward,
-    backward, one fused optimizer update of the flat parameters; returns J before the update.
+    backward, one fused optimizer update of the flat parameters — in one call where the
+    backend's network step fuses the update (``run_batches``) — and returns J before the update.
     A non-finite J raises FloatingPointError with nothing updated (the batch-norm running
     statistics are put back)."""
     layout = net._layout
+    fused = getattr(network, "run_batches", None)     # a backend's step with the update fused
+    if fused is not None and not net.batchnorm:
+        served = fused(net, optimizer, X, y, rows, [0, X.shape[0] if rows is None else
+                                                    rows.shape[0]], 0)
+        if served:
+            return served[0]
+        # not served, or not yet (the optimizer's first, validating step; a non-finite J:
+        # nothing was applied, and the pass below raises)
     if net.batchnorm:
         np.copyto(layout.buffers_backup, layout.flat_buffers)
     if rows is None:
