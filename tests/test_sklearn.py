@@ -361,3 +361,130 @@ def test_warm_start_with_changed_activation_follows_sklearn():
             est.set_params(activation="tanh").fit(X, y)
     assert _max_diff(ours, theirs) < 1e-6
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-6)
+
+
+# ------------------------------------------- scikit-learn's rules for the extras --
+EXTRAS = [dict(activation="leaky_relu"), dict(solver="rmsprop"), dict(batchnorm=True),
+          dict(decay_rate=0.1), dict(dtype="float32")]
+_SAMPLE_WEIGHT_CHECKS = ("check_sample_weights_pandas_series",
+                         "check_sample_weights_not_an_array", "check_sample_weights_list",
+                         "check_sample_weights_shape", "check_sample_weights_not_overwritten",
+                         "check_sample_weight_equivalence_on_dense_data",
+                         "check_classifiers_one_label_sample_weights")
+
+
+def _expected_failed_extras(estimator):
+    """The checks that nnfast's extras fail by design, with the reason."""
+    failed = dict(_expected_failed(estimator))
+    if estimator.batchnorm:
+        failed.update(dict.fromkeys(_SAMPLE_WEIGHT_CHECKS, (
+            "batchnorm=True refuses sample_weight (ValueError, after scikit-learn's own "
+            "sample_weight checks): its batch statistics are unweighted")))
+    if estimator.dtype == "float32":
+        failed["check_sample_weight_equivalence_on_dense_data"] = (
+            "float32 arithmetic: the probabilities of the two fits differ by an ulp (6e-8), "
+            "the check's rtol is 1e-7")
+    return failed
+
+
+@parametrize_with_checks([cls(max_iter=100, random_state=0, **extra) for extra in EXTRAS
+                          for cls in (MLPClassifier, MLPRegressor)],
+                         expected_failed_checks=_expected_failed_extras)
+def test_check_estimator_with_each_extra(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
+
+
+@pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor])
+@pytest.mark.parametrize("solver", ["adam", "sgd", "rmsprop"])
+def test_batchnorm_refit_is_idempotent(Est, solver):
+    """Fitting twice with a fixed random_state gives what a fresh estimator's fit gives, bit
+    for bit: nothing of the first fit (batch norm's γ, running statistics) survives."""
+    X, y = _digits(200)
+    if Est is MLPRegressor:
+        y = y / 9.0
+    kw = dict(hidden_layer_sizes=(16, 8), max_iter=5, random_state=0, batchnorm=True,
+              solver=solver, learning_rate_init=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fresh = Est(**kw).fit(X, y)
+        twice = Est(**kw).fit(X, y).fit(X, y)
+        other_first = Est(**kw).fit(X[::-1], y[::-1]).fit(X, y)
+    out = "predict_proba" if Est is MLPClassifier else "predict"
+    expected = getattr(fresh, out)(X)
+    for est in (twice, other_first):
+        np.testing.assert_array_equal(getattr(est, out)(X), expected)
+        np.testing.assert_array_equal(est._nn_mlp.flat_buffers, fresh._nn_mlp.flat_buffers)
+    assert twice.loss_curve_ == fresh.loss_curve_
+
+
+@pytest.mark.parametrize("extra", EXTRAS)
+def test_sparse_tag_matches_what_fit_accepts(extra):
+    """The sparse tag is True only where a sparse fit trains (scikit-learn's fallback, default
+    options); with an extra it is False and a sparse fit is a ValueError saying so."""
+    import scipy.sparse
+    from sklearn.utils import get_tags
+
+    X, y = _digits(60)
+    kw = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    assert get_tags(MLPClassifier(**kw)).input_tags.sparse
+    est = MLPClassifier(**kw, **extra)
+    uses_extra = extra != dict(dtype="float32")      # dtype is not one of the extras' options
+    assert get_tags(est).input_tags.sparse is not uses_extra
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", FallbackWarning)
+        if uses_extra:
+            with pytest.raises(ValueError, match="sparse"):
+                est.fit(scipy.sparse.csr_matrix(X), y)
+        else:
+            est.fit(scipy.sparse.csr_matrix(X), y)
+
+
+def test_sparse_predict_of_a_model_with_a_forward_extra():
+    """Predicting sparse X with a model fitted on dense X: the same as dense X where
+    scikit-learn's forward pass is the model's; a ValueError naming the option where it is not
+    (batch norm, leaky ReLU), not a wrong answer."""
+    import scipy.sparse
+
+    X, y = _digits(100)
+    kw = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for extra, fails in ((dict(batchnorm=True), "batchnorm"),
+                             (dict(activation="leaky_relu"), "leaky_relu"),
+                             (dict(solver="rmsprop"), None), (dict(decay_rate=0.5), None)):
+            est = MLPClassifier(**kw, **extra).fit(X, y)
+            if fails:
+                with pytest.raises(ValueError, match=f"{fails}.*sparse X is not supported"):
+                    est.predict_proba(scipy.sparse.csr_matrix(X))
+            else:
+                np.testing.assert_allclose(est.predict_proba(scipy.sparse.csr_matrix(X)),
+                                           est.predict_proba(X), rtol=1e-6, atol=1e-7)
+
+
+def test_batchnorm_sample_weight_refused_after_sklearns_checks():
+    X, y = _digits(60)
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, batchnorm=True)
+    with pytest.raises(ValueError, match="Sample weights must contain at least one non-zero"):
+        est.fit(X, y, sample_weight=np.zeros(len(y)))
+    with pytest.raises(ValueError, match=r"sample_weight.shape == \(5,\), expected \(60,\)"):
+        est.fit(X, y, sample_weight=np.ones(5))
+    with pytest.raises(ValueError, match="MLPClassifier with batchnorm=True does not support "
+                                         "sample weights"):
+        est.fit(X, y, sample_weight=np.ones(len(y)))
+    with pytest.raises(ValueError, match="n_samples=1"):
+        est.fit(X[:1], y[:1])
+
+
+@pytest.mark.parametrize("Est, Theirs", [(MLPClassifier, SKClassifier),
+                                         (MLPRegressor, SKRegressor)])
+def test_doc_link_is_the_extended_estimators_page(Est, Theirs):
+    """The HTML repr's "?" links to the page of the scikit-learn estimator extended (of the
+    installed version), where the repr before linked nowhere."""
+    link = Est(batchnorm=True)._get_doc_link()
+    assert link == Theirs()._get_doc_link()
+    assert link.startswith("https://scikit-learn.org/") and \
+        link.endswith(f"sklearn.neural_network.{Theirs.__name__}.html")
+    assert f'href="{link}"' in Est()._repr_html_()

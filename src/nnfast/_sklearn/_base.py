@@ -16,7 +16,9 @@ equal weights for an equal ``random_state``). This mixin replaces the parts that
 ``coefs_`` / ``intercepts_`` are views into the model's flat buffer after an nnfast fit;
 arrays a user assigns there are copied into the model before the next fit or prediction.
 What nnfast cannot reproduce (sparse X, the Poisson loss) runs scikit-learn's own code, with
-a ``FallbackWarning``.
+a ``FallbackWarning``; with nnfast's extras it cannot, so a sparse fit is a ValueError and the
+tags say so. A refit (not warm-started) starts from a fresh model, so that batch norm's state
+does not survive it.
 """
 import warnings
 
@@ -47,6 +49,26 @@ class NNFastMLPMixin:
                                         ("solver='rmsprop'", self.solver == "rmsprop"),
                                         ("batchnorm=True", self.batchnorm),
                                         ("decay_rate", self.decay_rate != 0.0)) if used]
+
+    def __sklearn_tags__(self):
+        """scikit-learn's tags, but sparse input is accepted only where a fit accepts it:
+        nnfast's extras need dense X (a sparse fit with them is a ValueError naming it)."""
+        tags = super().__sklearn_tags__()
+        if self._nn_extras_used():
+            tags.input_tags.sparse = False
+        return tags
+
+    def _get_doc_link(self):
+        """The page of the scikit-learn estimator this one extends (its parameters, attributes
+        and methods; nnfast's extras are in this class's docstring), in the installed
+        scikit-learn's version, as the HTML repr's "?" link. scikit-learn's own rule gives ""
+        for a class outside ``sklearn``."""
+        from sklearn.base import BaseEstimator
+
+        base = next(c for c in type(self).__mro__ if c.__module__.startswith("sklearn."))
+        template = BaseEstimator._doc_link_template.fget(self)
+        return template.format(estimator_module="sklearn.neural_network",
+                               estimator_name=base.__name__)
 
     def _nn_fallback_reason(self, X):
         if scipy.sparse.issparse(X):
@@ -111,6 +133,8 @@ class NNFastMLPMixin:
 
     # ----------------------------------------------------------------------- inference --
     def _forward_pass_fast(self, X, check_input=True):
+        if scipy.sparse.issparse(X):
+            return self._nn_sparse_forward(X, check_input)
         if (self._nn_fallback_reason(X) is not None or self.out_activation_ not in
                 _passes.OUTPUT or self.activation not in _passes.HIDDEN):
             return super()._forward_pass_fast(X, check_input=check_input)
@@ -119,9 +143,19 @@ class NNFastMLPMixin:
 
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
             if scipy.sparse.issparse(X):
-                return super()._forward_pass_fast(X, check_input=False)
-        model = self._nn_model()
-        return model.forward(X)
+                return self._nn_sparse_forward(X, check_input=False)
+        return self._nn_model().forward(X)
+
+    def _nn_sparse_forward(self, X, check_input):
+        """scikit-learn's forward pass of sparse X, which has neither batch norm nor leaky
+        ReLU: a ValueError naming them instead of a wrong answer or a KeyError."""
+        forward = [e for e in self._nn_extras_used()
+                   if e.startswith(("batchnorm", "activation"))]
+        if forward:
+            raise ValueError(f"{', '.join(forward)}: nnfast's own options, whose forward "
+                             "pass takes dense X; sparse X is not supported (pass "
+                             "X.toarray())")
+        return super()._forward_pass_fast(X, check_input=check_input)
 
     # -------------------------------------------------------------------------- fitting --
     def _fit(self, X, y, sample_weight=None, incremental=False):
@@ -139,19 +173,28 @@ class NNFastMLPMixin:
             if isinstance(self.__dict__.get("_optimizer"), _passes.Schedule):
                 del self._optimizer     # nnfast's: scikit-learn's code makes its own
             return super()._fit(X, y, sample_weight=sample_weight, incremental=incremental)
-        if self.batchnorm and (self.solver == "lbfgs" or sample_weight is not None):
-            raise ValueError("batchnorm=True trains with solver 'sgd', 'adam' or 'rmsprop' "
-                             "and without sample_weight")
+        if self.batchnorm and self.solver == "lbfgs":
+            raise ValueError("batchnorm=True trains with solver 'sgd', 'adam' or 'rmsprop', "
+                             "not 'lbfgs'")
         hidden = self.hidden_layer_sizes
         hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
         if np.any(np.array(hidden) <= 0):
             raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        if self.batchnorm and X.shape[0] < 2:
+            raise ValueError(f"batchnorm=True needs at least 2 samples (its batch statistics), "
+                             f"got n_samples={X.shape[0]}")
         if self.dtype is not None:
             X = X.astype(self.dtype, copy=False)
         if sample_weight is not None:
+            # scikit-learn's checks first (shape, all zero, ...), then the refusal, worded as
+            # scikit-learn words an estimator without sample weights
             sample_weight = _check_sample_weight(sample_weight, X)
+            if self.batchnorm:
+                raise ValueError(f"{type(self).__name__} with batchnorm=True does not support "
+                                 "sample weights (its batch statistics are unweighted); fit "
+                                 "without sample_weight or with batchnorm=False.")
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         self.n_outputs_ = y.shape[1]
@@ -159,6 +202,9 @@ class NNFastMLPMixin:
         self._random_state = check_random_state(self.random_state)
         if first_pass:
             self._initialize(y, layer_units, X.dtype)
+            # a fresh model: batch norm's γ and running statistics are not in coefs_ /
+            # intercepts_, and must not survive a refit (refits are idempotent)
+            self.__dict__.pop("_nn_mlp", None)
             self.__dict__.pop("_nn_optimizer", None)
             self.__dict__.pop("_optimizer", None)
             if self.solver == "rmsprop":      # what _initialize does for sgd and adam
