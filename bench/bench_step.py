@@ -1,4 +1,5 @@
-"""Whole training steps (forward, backward, Adam update; float32) and a whole digits training.
+"""Whole training steps (forward, backward, Adam update; float32 unless the group's name says
+float64) and a whole digits training.
 
 Groups ``step-<layer sizes>-b<batch>``: one mini-batch step of an MLP with ReLU hidden layers
 and a softmax output, for each nnfast backend (``numba`` is the compiled Numba whole-step
@@ -28,26 +29,29 @@ from nnfast import _bench, _blas
 from .harness import BACKENDS
 
 NETS = {"784-512-256-10-b128": ([784, 512, 256, 10], 128),
+        "784-1024-1024-10-b512": ([784, 1024, 1024, 10], 512),
+        "256-256-256-10-b256": ([256, 256, 256, 10], 256),
+        "784-512-256-10-b128-float64": ([784, 512, 256, 10], 128, "float64"),
         "64-128-128-10-b32": ([64, 128, 128, 10], 32)}
 STEP_IMPLS = ("reference", "numba", "cython", "auto", "auto-blas-threads", "gemms", "torch-eager",
               "torch-compile", "jax-jit")
 LR = 1e-3
 
 
-def _problem(sizes, m):
+def _problem(sizes, m, dtype="float32"):
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((m, sizes[0])).astype(np.float32)
+    X = rng.standard_normal((m, sizes[0])).astype(dtype)
     y = rng.integers(0, sizes[-1], m)
-    model = nnfast.MLP(sizes, hidden="relu", output="softmax", seed=0)
+    model = nnfast.MLP(sizes, hidden="relu", output="softmax", dtype=dtype, seed=0)
     return model, X, y
 
 
-def _nnfast_step(backend, sizes, m, blas_threads=False):
+def _nnfast_step(backend, sizes, m, blas_threads=False, dtype="float32"):
     """blas_threads: leave BLAS its own threads in the step (``nnfast._blas.ENABLED = False``),
     to show what running the step's GEMMs on one thread costs or gains."""
     if backend != "auto" and backend not in nnfast.backends():
         pytest.skip(f"backend {backend!r} is not in nnfast.backends() = {nnfast.backends()}")
-    model, X, y = _problem(sizes, m)
+    model, X, y = _problem(sizes, m, dtype)
     opt = nnfast.optim.Adam(lr=LR)
 
     def step():
@@ -60,9 +64,9 @@ def _nnfast_step(backend, sizes, m, blas_threads=False):
     return step
 
 
-def _torch_step(sizes, m, compiled=False):
+def _torch_step(sizes, m, compiled=False, dtype="float32"):
     torch = pytest.importorskip("torch", reason="torch is an optional peer for this benchmark")
-    model, X, y = _problem(sizes, m)
+    model, X, y = _problem(sizes, m, dtype)
     layers = []
     for i, layer in enumerate(model.layers):
         lin = torch.nn.Linear(*layer.W.shape)
@@ -70,7 +74,7 @@ def _torch_step(sizes, m, compiled=False):
             lin.weight.copy_(torch.from_numpy(layer.W.T.copy()))
             lin.bias.copy_(torch.from_numpy(layer.b.copy()))
         layers += [lin] + ([torch.nn.ReLU()] if i < len(model.layers) - 1 else [])
-    net = torch.nn.Sequential(*layers)
+    net = torch.nn.Sequential(*layers).to(getattr(torch, dtype))
     opt = torch.optim.Adam(net.parameters(), lr=LR, fused=True)
     loss_fn = torch.nn.CrossEntropyLoss()
     xt, yt = torch.from_numpy(X), torch.from_numpy(y)
@@ -93,7 +97,9 @@ def _torch_step(sizes, m, compiled=False):
     return step
 
 
-def _jax_step(sizes, m):
+def _jax_step(sizes, m, dtype="float32"):
+    if dtype != "float32":
+        pytest.skip("JAX runs float32 unless its x64 mode is on (process-wide)")
     jax = pytest.importorskip("jax", reason="JAX is an optional peer for this benchmark")
     optax = pytest.importorskip("optax", reason="optax is an optional peer for this benchmark")
     jnp = jax.numpy
@@ -123,23 +129,23 @@ def _jax_step(sizes, m):
     return step
 
 
-def _make(impl, sizes, m):
+def _make(impl, sizes, m, dtype="float32"):
     if impl in BACKENDS or impl == "auto":
-        return _nnfast_step(impl, sizes, m)
+        return _nnfast_step(impl, sizes, m, dtype=dtype)
     makers = {"gemms": _bench.step_gemms,
-              "auto-blas-threads": lambda sizes, m: _nnfast_step("auto", sizes, m, True),
-              "torch-eager": _torch_step, "jax-jit": _jax_step,
-              "torch-compile": lambda sizes, m: _torch_step(sizes, m, compiled=True)}
-    return makers[impl](sizes, m)
+              "auto-blas-threads": lambda sizes, m, dt: _nnfast_step("auto", sizes, m, True, dt),
+              "torch-eager": lambda sizes, m, dt: _torch_step(sizes, m, dtype=dt),
+              "jax-jit": _jax_step,
+              "torch-compile": lambda sizes, m, dt: _torch_step(sizes, m, True, dt)}
+    return makers[impl](sizes, m, dtype)
 
 
 @pytest.mark.parametrize("net", list(NETS))
 @pytest.mark.parametrize("impl", STEP_IMPLS)
 def test_step(benchmark, impl, net):
-    sizes, m = NETS[net]
     benchmark.group = f"step-{net}"
     benchmark.extra_info["backend"] = impl
-    fn = _make(impl, sizes, m)
+    fn = _make(impl, *NETS[net])
     if benchmark.disabled:
         benchmark(fn)
         return
