@@ -9,6 +9,19 @@ that follows is one more fused call on the model's flat buffers. ``network`` (th
 ``nnfast._reference.step``) takes this kernel where it applies and the layer-by-layer pass over
 this backend's kernels elsewhere (batch norm, soft-label targets).
 
+What this backend serves of the Cython engine's plan (``nnfast._cython.step``,
+``src/kernels/engine.pyx``) — the parts it leaves to that engine run under ``"auto"`` only:
+
+======================================  ==========================  ============================
+plan part                               Cython engine               Numba backend
+======================================  ==========================  ============================
+one model's step (forward, loss, δ)     yes                         yes (this module)
+K models sharing data (a λ grid)        yes                         its grid (``_numba.grid``)
+row chunks on threads                   yes (OpenMP, every CPU)     no: one pass, one thread
+batches per call, rows gathered in C    yes (``fit``'s epochs)      no: the batch loop, NumPy
+optimizer update fused into the call    yes                         no: ``step_flat`` after
+======================================  ==========================  ============================
+
 The kernels take three tuples: ``net`` = ``(Ws, bs, dWs, dbs, weights, wgrads)`` — the layers'
 weights and biases, their gradients (views into the flat gradient buffer) and the weight slabs
 (``Layout.step_arrays``); ``ws`` = ``(zs, acts, deltas)`` — pre-activations, activations
