@@ -488,3 +488,28 @@ def test_doc_link_is_the_extended_estimators_page(Est, Theirs):
     assert link.startswith("https://scikit-learn.org/") and \
         link.endswith(f"sklearn.neural_network.{Theirs.__name__}.html")
     assert f'href="{link}"' in Est()._repr_html_()
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_early_stopping_keeps_the_best_epochs_whole_model(batchnorm, monkeypatch):
+    """After early stopping the model is the best epoch's — with batch norm its γ and running
+    statistics too, not only coefs_/intercepts_: its validation score is best_validation_score_."""
+    from nnfast._sklearn import _stochastic
+
+    seen = {}
+    split = _stochastic._split
+
+    def spy(*args, **kwargs):
+        parts = seen["parts"] = split(*args, **kwargs)
+        return parts
+    monkeypatch.setattr(_stochastic, "_split", spy)
+    X, y = _digits(400)
+    est = MLPRegressor(hidden_layer_sizes=(32,), early_stopping=True, n_iter_no_change=2,
+                       max_iter=200, random_state=0, batchnorm=batchnorm,
+                       learning_rate_init=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y / 9.0)
+    X_val, y_val = seen["parts"][3], seen["parts"][4]
+    assert est.validation_scores_[-1] < est.best_validation_score_   # the last was not best
+    assert est.score(X_val, y_val) == est.best_validation_score_

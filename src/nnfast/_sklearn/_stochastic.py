@@ -78,6 +78,9 @@ def _improvement(est, early_stopping, X_val, y_val, sw_val):
             est.best_validation_score_ = score
             est._best_coefs = [c.copy() for c in est.coefs_]
             est._best_intercepts = [i.copy() for i in est.intercepts_]
+            model = est.__dict__.get("_nn_mlp")
+            if model is not None and model.batchnorm:   # γ and running statistics too
+                est._nn_best_state = (model.flat_params.copy(), model.flat_buffers.copy())
     else:
         if est.loss_curve_[-1] > est.best_loss_ - est.tol:
             est._no_improvement_count += 1
@@ -108,6 +111,7 @@ def fit_stochastic(est, model, X, y, sample_weight, incremental):
         est._optimizer = _passes.Schedule(est)
         est._nn_optimizer = _passes.make_optimizer(est, est.learning_rate_init)
     schedule, opt = est._optimizer, est._nn_optimizer
+    est.__dict__.pop("_nn_best_state", None)
     if est.early_stopping and incremental:
         raise ValueError("partial_fit does not support early_stopping=True")
     early_stopping = est.early_stopping
@@ -140,9 +144,13 @@ def fit_stochastic(est, model, X, y, sample_weight, incremental):
     except KeyboardInterrupt:
         warnings.warn("Training interrupted by user.")
     if early_stopping:
-        for dst, src in zip(est.coefs_ + est.intercepts_,
-                            est._best_coefs + est._best_intercepts):
-            dst[...] = src
+        best = est.__dict__.pop("_nn_best_state", None)
+        if best is not None:     # batch norm: the whole model of the best epoch
+            model.flat_params[...], model.flat_buffers[...] = best
+        else:
+            for dst, src in zip(est.coefs_ + est.intercepts_,
+                                est._best_coefs + est._best_intercepts):
+                dst[...] = src
 
 
 def _epochs(est, model, opt, schedule, X_train, Y, sw_train, X_val, y_val, sw_val, sample_idx,
