@@ -14,8 +14,8 @@ Every implementation steps the same model from the same weights; only the step i
 The groups have no NumPy baseline, so the ratios table of ``bench/conftest.py`` skips them; read
 the ratios off the min column. On a shared machine, load changes between benchmarks move whole
 groups; ``python -m bench.bench_torch_front`` instead interleaves the implementations step by
-step (each meets the same load) and prints the README's "Use from PyTorch" table: torch's min
-step time ÷ nnfast's.
+step (each meets the same load) and prints a Markdown table: torch's min step time ÷ nnfast's,
+per optimizer, size and number of tensors.
 """
 import itertools
 import time
@@ -119,7 +119,7 @@ def interleaved_table(sizes=SIZES, rounds=None, tensors=TENSORS):
 
 
 def test_interleaved_table_runs():
-    """The README's table maker, at the smallest size for two steps (so that it cannot rot)."""
+    """The table maker, at the smallest size for two steps (so that it cannot rot)."""
     pytest.importorskip("torch", reason="torch is not installed: nnfast.torch is not "
                                         "benchmarked (pip install 'nnfast[torch]')")
     rows = interleaved_table(sizes=SIZES[:1], rounds=2)
