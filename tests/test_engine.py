@@ -586,8 +586,9 @@ def test_late_thread_backs_off_to_one_thread_with_the_same_results():
             engine.set_test_delay(0)
         stats = step.plan(net, "adam_update").stats()
     np.testing.assert_array_equal(net.flat_params, want.flat_params)
-    # 15 batches in the engine: the first parallel one was late, then 14 < 16 on one thread
-    assert stats["late"] >= 1 and stats["serial"] >= 14, stats
+    # 15 batches in the engine: the first parallel pass is not judged, the second is late (4
+    # batches on one thread), the next late again (8 more): 3 parallel, 12 serial
+    assert stats["late"] >= 2 and stats["serial"] >= 12, stats
     assert stats["parallel"] + stats["serial"] == 15, stats
 
 

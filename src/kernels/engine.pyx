@@ -30,11 +30,12 @@ Contention. An OpenMP pass ends when its last thread does; a thread that the OS 
 descheduled (another process holds its core) holds the pass up for a scheduler slice
 (milliseconds), and one that shares its core runs at a fraction of its speed: either can make
 a parallel step slower than a serial one. So each parallel pass times its chunks: if the pass
-took more than 1.5 times its rounds of the fastest chunk (+ 20 µs; ``late``), the plan runs
-its next batches on the calling thread alone
-— 16 of them, doubling on every late pass up to 1024, halving back on every pass that was on
-time — then tries its threads again. Results do not change (the chunks are the same); under
-contention the step settles near its one-thread speed and pays one late pass per back-off.
+took more than 1.75 times its rounds of the fastest chunk (+ 20 µs; ``late``), the plan runs
+its next batches on the calling thread alone — 4 of them, doubling on every late pass up to
+1024, halving back on every pass that was on time — then tries its threads again (a plan's
+first parallel pass, on a cold team and workspace, is not judged). Results do not change (the
+chunks are the same); under contention the step settles near its one-thread speed and pays
+one late pass per back-off, and a false alarm on a quiet machine costs a few serial batches.
 
 fork(): libgomp's threads do not survive it; a child of a process whose team has run steps on
 one thread (``_after_fork_in_child``).
@@ -46,7 +47,7 @@ from cython.parallel cimport prange, threadid
 from libc.math cimport isfinite
 from libc.stdlib cimport free, malloc
 from libc.stdint cimport int64_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from kernel_common cimport BLOCK, block_len, n_blocks
 from model_pass cimport (IDENTITY_OUT, SIGMOID_OUT, SOFTMAX_OUT, count_sizes, l2_term,
@@ -62,7 +63,8 @@ cdef enum:
     MAX_CHUNKS = 16
     MIN_CHUNK_ROWS = 64
     MIN_CHUNK_WORK = 1000000
-    MIN_BACKOFF = 16
+    MIN_BACKOFF = 4
+    MAX_SLOT_VALUES = 1 << 26           # 256 MiB of float32 slots for one model
     MAX_BACKOFF = 1024
 
 #: The optimizer kernels a plan can fuse (``nnfast._rules``' ``kernel`` names): their code here
@@ -108,11 +110,13 @@ ctypedef struct nn_plan:
 cdef inline Py_ssize_t n_chunks(const nn_plan* p, Py_ssize_t m) noexcept nogil:
     """The row chunks of a batch of m rows: two from 2 · CHUNK_ROWS rows, then one per
     4 · CHUNK_ROWS rows, at most MAX_CHUNKS, and fewer while a chunk would hold fewer than
-    CHUNK_WORK multiply-adds."""
+    CHUNK_WORK multiply-adds or the gradient slots of one model more than MAX_SLOT_VALUES
+    values."""
     cdef Py_ssize_t c = 1
     if m >= 2 * MIN_CHUNK_ROWS:
         c = min(<Py_ssize_t>MAX_CHUNKS, max(<Py_ssize_t>2, m // (4 * MIN_CHUNK_ROWS)))
-    while c > 1 and 3 * (m // c) * p.n_w < MIN_CHUNK_WORK:
+    while c > 1 and (3 * (m // c) * p.n_w < MIN_CHUNK_WORK
+                     or (c - 1) * (p.n_w + p.n_b) > MAX_SLOT_VALUES):
         c -= 1
     return max(c, 1)
 
@@ -304,7 +308,7 @@ def set_test_delay(double us):
 
 
 cdef bint late(int T, Py_ssize_t items, const int64_t* took, int64_t elapsed) noexcept nogil:
-    """Whether a parallel pass of ``items`` chunks on T threads took longer than 1.5 times its
+    """Whether a parallel pass of ``items`` chunks on T threads took longer than 1.75 times its
     rounds of the fastest chunk (+ 20 µs): a thread started late (descheduled) or ran slower
     than the others (its core shared with another process), so that the pass gained little or
     nothing over one thread."""
@@ -312,7 +316,7 @@ cdef bint late(int T, Py_ssize_t items, const int64_t* took, int64_t elapsed) no
     cdef Py_ssize_t i
     for i in range(1, items):
         fastest = min(fastest, took[i])
-    return elapsed > 3 * ((items + T - 1) // T) * fastest // 2 + 20000
+    return elapsed > 7 * ((items + T - 1) // T) * fastest // 4 + 20000
 
 
 cdef Py_ssize_t run_plan(const nn_plan* p, const floating* X, Py_ssize_t f,
@@ -360,7 +364,7 @@ cdef Py_ssize_t run_plan(const nn_plan* p, const floating* X, Py_ssize_t f,
                                      order, params, grads, slots, ws + tid * per_thread)
                 t_done = nn_clock_ns()
                 took[i] = t_done - t_chunk
-            if late(T, items, took, nn_clock_ns() - t_start):
+            if late(T, items, took, nn_clock_ns() - t_start) and ctrl.parallel > 1:
                 ctrl.late += 1
                 ctrl.serial_left = ctrl.interval
                 ctrl.interval = min(2 * ctrl.interval, <Py_ssize_t>MAX_BACKOFF)
@@ -493,6 +497,7 @@ cdef Py_ssize_t call(Plan plan, const floating[:, ::1] X, y, order_obj,
             plan.ws_cap = need if plan.ws != NULL else 0
             if plan.ws == NULL:
                 raise MemoryError()
+            memset(plan.ws, 0, need)    # its pages now, not in the threads' first chunks
         ws = plan.ws
         plan.busy = 1
     ctrl = plan.p.ctrl                  # a private copy for a concurrent call

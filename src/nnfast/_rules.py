@@ -130,10 +130,10 @@ class Adam:
 
 def kernel_args_table(rule, lr, first, n):
     """``rule.kernel_args(lr, t)`` for the steps t = first, ..., first + n - 1 as the rows of a
-    float64 (n, k) array (flags 0/1): an epoch's steps for ``src/kernels/epoch.pyx``. Only
-    Adam's scalars change with the step; its columns are filled by ``kernel_args``' own
-    expressions (tests/test_epoch.py compares every row with ``kernel_args``), without a tuple
-    per step."""
+    float64 (n, k) array (flags 0/1): an epoch's steps for the engine
+    (``src/kernels/engine.pyx``). Only Adam's scalars change with the step; its columns are
+    filled by ``kernel_args``' own expressions (tests/test_engine.py compares every row with
+    ``kernel_args``), without a tuple per step."""
     row = rule.kernel_args(lr, first)
     table = np.empty((n, len(row)))
     table[:] = row
