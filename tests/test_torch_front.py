@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import nnfast
-from conftest import make_rng, update_grads
+from conftest import make_rng, require_backend, update_grads
 from test_torch_optim import _compare
 
 try:
@@ -581,3 +581,58 @@ def test_float32_steps_bit_identical_to_torch_for_loop(case, backend):
         for i, (a, b) in enumerate(zip(_numpy(ours), _numpy(theirs))):
             assert np.array_equal(a, b), f"{case}, step {step + 1}, param {i}: " \
                 f"{np.mean(a != b):.1%} of the elements differ"
+
+
+#: A real float32 loop's optimizers: nnfast.torch against torch's for-loop step, next to how far
+#: torch's own fused step ends from that for-loop (the spread torch accepts between its own
+#: implementations; RMSprop has no fused step: an absolute bound).
+TRAJECTORY_CASES = {
+    "Adam": ("Adam", dict(lr=1e-3)),
+    "AdamW": ("AdamW", dict(lr=1e-3, weight_decay=0.01)),
+    "SGD nesterov": ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True)),
+    "SGD momentum weight_decay": ("SGD", dict(lr=0.05, momentum=0.9, weight_decay=0.01)),
+    "RMSprop": ("RMSprop", dict(lr=1e-3, alpha=0.99)),
+}
+
+
+def _trajectory(make_optimizer, steps=100):
+    """The parameters after ``steps`` steps of a 64-128-10 ReLU network with cross-entropy and
+    a StepLR schedule, on a fixed stream of random batches of 32."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(),
+                              torch.nn.Linear(128, 10))
+    opt = make_optimizer(net.parameters())
+    schedule = torch.optim.lr_scheduler.StepLR(opt, step_size=30, gamma=0.5)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        X, y = torch.randn(32, 64, generator=gen), torch.randint(0, 10, (32,), generator=gen)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(X), y).backward()
+        opt.step()
+        schedule.step()
+    return [p.detach().numpy().copy() for p in net.parameters()]
+
+
+def _farthest(a, b):
+    return max(float(np.abs(u - v).max()) for u, v in zip(a, b))
+
+
+@needs_torch
+@pytest.mark.parametrize("case", TRAJECTORY_CASES)
+@pytest.mark.parametrize("name", ["cython", "numba"])
+def test_float32_trajectory_as_close_to_torch_as_torch_is_to_itself(case, name):
+    """After 100 steps of a real loop, nnfast.torch's parameters are within 10 times the
+    distance between torch's fused and for-loop steps of torch's for-loop (RMSprop: 1e-5)."""
+    require_backend(name, BACKEND_MODULES)
+    cls, kw = TRAJECTORY_CASES[case]
+    loop = _trajectory(lambda ps: getattr(torch.optim, cls)(ps, foreach=False, **kw))
+    with nnfast.use_backend(name):
+        ours = _trajectory(lambda ps: getattr(nt, cls)(ps, **kw))
+    distance = _farthest(ours, loop)
+    if cls == "RMSprop":
+        assert distance <= 1e-5, f"{case}: {distance:.2e} from torch's for-loop step"
+        return
+    spread = _farthest(_trajectory(lambda ps: getattr(torch.optim, cls)(ps, fused=True, **kw)),
+                       loop)
+    assert distance <= 10 * spread, (f"{case}: {distance:.2e} from torch's for-loop step, "
+                                     f"torch's fused step {spread:.2e}")

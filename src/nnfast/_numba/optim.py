@@ -84,9 +84,14 @@ def rmsprop_update(param, grad, sq, lr, beta, eps, weight_decay, eps_inside):
 @njit(**_JIT)
 def _adam_span(param, grad, m, v, lr, b1, one_minus_b1, b2, one_minus_b2, eps, wd, wd_factor,
                inv_bc1, inv_bc2, eps_inside):
-    """``wd_factor``: 1 - α·wd (AdamW, then ``wd`` = 0) or 1; ``inv_bc``: 1 / (1 - β^t)."""
+    """``wd_factor``: 1 - α·wd (AdamW, then ``wd`` = 0) or 1; ``inv_bc``: 1 / (1 - β^t).
+    AdamW's decay is rounded on its own first, as torch's step does (the Cython kernel's
+    ``adam_block`` says why)."""
+    if wd_factor != 1:
+        for i in range(param.size):
+            param[i] = param[i] * wd_factor
     for i in range(param.size):
-        p = param[i] * wd_factor
+        p = param[i]
         g = grad[i] + wd * p if wd != 0 else grad[i]
         mi = b1 * m[i] + one_minus_b1 * g
         vi = b2 * v[i] + one_minus_b2 * g * g
