@@ -691,3 +691,24 @@ def test_fits_in_processes_at_once_and_one_thread_agree():
             out, err = proc.communicate(timeout=300)
             assert proc.returncode == 0, err
             assert out.split()[0] == want
+
+
+def test_trained_models_pickle_and_copy():
+    """A model that has trained (its layout has engine plans beside it) pickles and deep-copies
+    as before (joblib and Dask send models between processes), and the copy trains on exactly
+    as the original."""
+    import copy
+    import pickle
+
+    X, y = chunked_data("float32", "softmax", n=512)
+    net = nnfast.MLP(**CHUNKED, seed=0)
+    opt = optim.Adam(lr=1e-2)
+    net.fit(X, y, epochs=1, batch_size=256, seed=1, progress=False)
+    net.train_step(X, y, opt)
+    for twin in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
+        np.testing.assert_array_equal(twin.flat_params, net.flat_params)
+        a, b = optim.Adam(lr=1e-2), optim.Adam(lr=1e-2)
+        mine = nnfast.MLP(**CHUNKED, seed=0)
+        mine.flat_params[...] = net.flat_params
+        assert twin.train_step(X, y, a) == mine.train_step(X, y, b)
+        np.testing.assert_array_equal(twin.flat_params, mine.flat_params)

@@ -25,6 +25,7 @@ the network pass kernel by kernel (``nnfast._network.passes.LayerByLayer``) over
 compiled kernels, whose GEMMs and fused epilogues do the work.
 """
 import os
+import weakref
 
 import numpy as np
 
@@ -63,16 +64,23 @@ def _after_fork():
 os.register_at_fork(after_in_child=_after_fork)
 
 
+#: Each network layout's plans, held beside it (not in it: a plan holds C buffers and a thread
+#: controller, and a model must pickle and deep-copy as before).
+_plans = weakref.WeakKeyDictionary()
+
+
 def plan(net, rule=None, lambdas=None, n_threads=None):
     """The engine plan of ``net``'s steps: its L2 strength (or ``lambdas``, one per model of a
     grid), the optimizer kernel ``rule`` fused (an ``nnfast._rules`` kernel name; None:
-    gradients only) and ``n_threads`` (None: ``threads()``). Cached on the network's layout
+    gradients only) and ``n_threads`` (None: ``threads()``). Kept for the network's layout
     while the same."""
     n_threads = threads() if n_threads is None else n_threads
     key = (net.output, net._kind, net.slope, net.l2 if lambdas is None else tuple(lambdas),
            rule, n_threads)
     layout = net._layout
-    plans = layout.__dict__.setdefault("engine_plans", {})
+    plans = _plans.get(layout)
+    if plans is None:
+        plans = _plans[layout] = {}
     found = plans.get(key)
     if found is None:
         lam = np.array([net.l2] if lambdas is None else lambdas, np.float64)
