@@ -297,7 +297,8 @@ def _after_fork_in_child():
     forked_after_team = forked_after_team or team_started
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):       # POSIX: fork() exists
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def set_test_delay(double us):

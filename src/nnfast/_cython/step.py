@@ -61,7 +61,8 @@ def _after_fork():
     _cpus = None                     # a child may be given other CPUs
 
 
-os.register_at_fork(after_in_child=_after_fork)
+if hasattr(os, "register_at_fork"):       # POSIX
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 #: Each network layout's plans, held beside it (not in it: a plan holds C buffers and a thread
