@@ -82,7 +82,6 @@ OUTPUTS = {"softmax": SOFTMAX_OUT, "sigmoid": SIGMOID_OUT, "identity": IDENTITY_
 #: 7% longer on one core than as 2, and 14% on two).
 CHUNK_ROWS = MIN_CHUNK_ROWS
 CHUNK_WORK = MIN_CHUNK_WORK
-MAX = MAX_CHUNKS
 
 cdef extern from "clock.h" nogil:
     int64_t nn_clock_ns()
