@@ -71,8 +71,9 @@ def _numpy(tensors):
 
 
 def _spy(monkeypatch, names):
-    """Count the calls nnfast.torch makes to the optimizer kernels ``names`` (one per tensor),
-    looked up through ``nnfast._backend.kernel``: nnfast, not torch's fallback, stepped."""
+    """Count the tensors nnfast.torch steps with the optimizer kernels ``names``, looked up
+    through ``nnfast._backend.kernel`` (a call per tensor) or run by the Cython engine's
+    ``update_many`` (a call per group): nnfast, not torch's fallback, stepped."""
     calls = []
     kernel = nnfast._backend.kernel
 
@@ -86,6 +87,17 @@ def _spy(monkeypatch, names):
             return fn(*args, **kwargs)
         return counted
     monkeypatch.setattr(nnfast._backend, "kernel", spy)
+    if nnfast._backend.available("cython"):
+        # the Cython engine's update of a group's tensors in one call: one count per tensor
+        from nnfast._cython import engine
+
+        many = engine.update_many
+
+        def counted_many(rule, f64, params, grads, s0, s1, sizes, args, threads):
+            if rule in names:
+                calls.extend([rule] * len(sizes))
+            return many(rule, f64, params, grads, s0, s1, sizes, args, threads)
+        monkeypatch.setattr(engine, "update_many", counted_many)
     return calls
 
 

@@ -20,8 +20,8 @@ the optimizer's state and its per-step scalars. For each batch:
 
 So results depend on the shapes only: the same bits for 1, 2 or 16 threads and whichever thread
 ran a chunk. With C = 1 a step is exactly the one-pass step (the model pass on the whole batch).
-The GEMMs are ``blas.pxd``'s with one BLAS thread each (the caller holds BLAS to one thread:
-``nnfast._blas.serial``), so threads come from one place: this module's OpenMP team.
+The GEMMs are ``blas.pxd``'s with one BLAS thread each (every call holds its BLAS to one
+thread: ``blas_threads.h``), so threads come from one place: this module's OpenMP team.
 
 A batch whose J is not finite is not applied: the call returns the batches applied before it
 (``losses`` holds that batch's J), and the caller decides (``MLP.fit`` reruns it to raise).
@@ -49,7 +49,9 @@ from libc.stdlib cimport free, malloc
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from kernel_common cimport BLOCK, block_len, n_blocks
+from chain_pass cimport chain_delta_rows, chain_forward_rows, chain_weight_grads
+from kernel_common cimport (BLOCK, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH, block_len,
+                            n_blocks)
 from model_pass cimport (IDENTITY_OUT, SIGMOID_OUT, SOFTMAX_OUT, count_sizes, l2_term,
                         nn_delta_tt, nn_set_delta_tt, rows_pass)
 from optim_apply cimport adam_apply, momentum_apply, rmsprop_apply, sgd_apply
@@ -85,6 +87,28 @@ CHUNK_WORK = MIN_CHUNK_WORK
 
 cdef extern from "clock.h" nogil:
     int64_t nn_clock_ns()
+
+cdef extern from "blas_threads.h" nogil:
+    void nn_blas_functions(void* get, void* set)
+    void nn_blas_enter()
+    void nn_blas_leave()
+
+
+def set_blas_threads_functions(size_t get, size_t set):
+    """The addresses of ``openblas_get_num_threads`` and ``openblas_set_num_threads`` of the
+    BLAS the GEMMs call (``nnfast._blas.thread_functions``; 0, 0: none): every call then holds
+    that BLAS to one thread around its work (``blas_threads.h``)."""
+    nn_blas_functions(<void*>get, <void*>set)
+
+
+def blas_enter():
+    """That BLAS on one thread until the matching ``blas_leave`` (counted: the last to leave
+    restores it; ``nnfast._blas.serial``)."""
+    nn_blas_enter()
+
+
+def blas_leave():
+    nn_blas_leave()
 
 ctypedef struct nn_ctrl:
     # The thread controller (module docstring, "Contention"): batches left to run on one
@@ -378,7 +402,7 @@ cdef Py_ssize_t run_plan(const nn_plan* p, const floating* X, Py_ssize_t f,
             for c in range(C):
                 Jk = Jk + loss[k * C + c]
             Jk = Jk / (2 * m) if p.out == IDENTITY_OUT else Jk / m
-            J = J + Jk + l2_term(grads + k * n_w, params + k * n_w, n_w, m, p.lam[k])
+            J = J + (Jk + l2_term(grads + k * n_w, params + k * n_w, n_w, m, p.lam[k]))
         losses[j] = J
         if p.code == NO_RULE:
             done += 1
@@ -505,10 +529,12 @@ cdef Py_ssize_t call(Plan plan, const floating[:, ::1] X, y, order_obj,
     took = <int64_t*>(extra + p.K * C_max)
     try:
         with nogil:
+            nn_blas_enter()
             done = run_plan(p, &X[0, 0], f, labels, t, t_cols, order, &bounds[start],
                             n_batches, &params[0], &grads[0], s[0], s[1],
                             &args[0, 0] if p.code != NO_RULE else NULL, &losses[0], ws,
                             per_thread, <floating*>(ws + T * per_thread), extra, took, &ctrl)
+            nn_blas_leave()
     finally:
         if private != NULL:
             free(private)
@@ -543,3 +569,259 @@ def set_delta_gemm(int choice):
 def delta_gemm():
     """1 if the model pass computes δ_prev as a TT GEMM, 0 if as TN."""
     return nn_delta_tt()
+
+
+# ---- The caller's output gradient: a chain's forward and backward apart ---------------------------
+
+cdef enum:
+    FEATURE_BLOCK = 128             # dW rows a thread computes at once in a chain's backward
+
+
+cdef class Chain:
+    """A chain of torch.nn.Linear layers in torch's weight layout (W (out, in), y = x Wᵀ + b),
+    each followed by its activation, for ``nnfast.torch.fuse``: ``sizes`` (int64: input width,
+    then each layer's), ``kinds`` (int32 activation codes, ``nnfast._kinds``, SOFTMAX too: row
+    by row), ``slopes`` (float64, LeakyReLU's), ``threads`` (the most OpenMP threads a pass
+    takes) and ``dtype``. ``forward`` keeps z and a of every layer in a workspace of
+    ``workspace(m)`` values; ``backward`` takes the gradient of the output from the caller
+    (autograd: any loss) and turns it into dW, db and dX (``chain_pass.pxd``).
+
+    Threads: a batch's rows are cut into the fixed chunks of ``Plan.chunks`` (by shape); the
+    forward and the δ of each chunk run on the team, then dW and db in blocks of FEATURE_BLOCK
+    rows of each layer's dW (no sums across threads: every value is computed by one thread, the
+    same way whatever the thread count). The GEMMs run on one BLAS thread. A pass that waited
+    on a late thread backs the chain off to the calling thread as the engine's plans do
+    (module docstring, "Contention").
+
+    The data arguments are addresses (``tensor.data_ptr()``) of C-contiguous arrays of the
+    chain's dtype, checked by the caller (``nnfast.torch``): x (m, sizes[0]); W[i]
+    (sizes[i+1], sizes[i]); b[i] (sizes[i+1]) or 0 (no bias); ws: ``workspace(m)`` values;
+    out (m, sizes[-1]); g like out; scratch: ``scratch(m)`` values; dW[i], db[i] like W[i],
+    b[i] or 0 (not wanted); dx like x or 0."""
+    cdef readonly object sizes, kinds, slopes, dtype
+    cdef const long long[::1] sz
+    cdef const int[::1] kd
+    cdef const double[::1] sl
+    cdef Py_ssize_t L, per_row, deltas
+    cdef bint f64
+    cdef nn_plan p                  # sizes and threads, for n_chunks; its thread controller
+
+    def __init__(self, sizes, kinds, slopes, int threads, dtype):
+        cdef Py_ssize_t i
+        self.sz, self.kd, self.sl = sizes, kinds, slopes
+        self.L = self.sz.shape[0] - 1
+        if self.L < 1 or self.kd.shape[0] != self.L or self.sl.shape[0] != self.L:
+            raise ValueError(f"sizes must name an input width and at least one layer, with a "
+                             f"kind and a slope per layer, got {list(sizes)}, {list(kinds)}, "
+                             f"{list(slopes)}")
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        for i in range(self.L + 1):
+            if self.sz[i] < 1:
+                raise ValueError(f"sizes must be positive, got {list(sizes)}")
+        for i in range(self.L):
+            if self.kd[i] not in (IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX):
+                raise ValueError(f"kinds must be activation codes, got {list(kinds)}")
+        self.dtype = __import__("numpy").dtype(dtype)
+        if self.dtype.name not in ("float32", "float64"):
+            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.f64 = self.dtype.itemsize == 8
+        self.sizes, self.kinds, self.slopes = sizes, kinds, slopes
+        self.per_row = self.deltas = 0
+        for i in range(self.L):
+            self.deltas += self.sz[i + 1]
+            self.p.n_w += self.sz[i] * self.sz[i + 1]
+            self.p.n_b += self.sz[i + 1]
+        self.per_row = 2 * self.deltas
+        self.p.threads, self.p.K = threads, 1
+        self.p.ctrl.interval = MIN_BACKOFF
+
+    def workspace(self, Py_ssize_t m):
+        """Values of the forward's workspace for m rows: z and a of every layer."""
+        return m * self.per_row
+
+    def scratch(self, Py_ssize_t m):
+        """Values of the backward's scratch for m rows: δ of every layer."""
+        return m * self.deltas
+
+    def chunks(self, Py_ssize_t m):
+        """The row chunks of a batch of m rows (``Plan.chunks``)."""
+        return n_chunks(&self.p, m)
+
+    def stats(self):
+        """As ``Plan.stats``: passes run in parallel, on one thread, and late."""
+        return {"parallel": self.p.ctrl.parallel, "serial": self.p.ctrl.serial,
+                "late": self.p.ctrl.late}
+
+    def forward(self, size_t x, Py_ssize_t m, const long long[::1] W, const long long[::1] b,
+                size_t ws, size_t out):
+        """z, a of every layer into ws; out = the last layer's a."""
+        if m < 1 or W.shape[0] != self.L or b.shape[0] != self.L or not (x and ws and out):
+            raise ValueError("forward needs m >= 1 rows and a weight and bias address per layer")
+        with nogil:
+            nn_blas_enter()
+            if self.f64:
+                chain_forward(self, <const double*>x, m, &W[0], &b[0], <double*>ws,
+                              <double*>out)
+            else:
+                chain_forward(self, <const float*>x, m, &W[0], &b[0], <float*>ws,
+                              <float*>out)
+            nn_blas_leave()
+
+    def backward(self, size_t x, Py_ssize_t m, const long long[::1] W, size_t ws, size_t g,
+                 size_t scratch, const long long[::1] dW, const long long[::1] db, size_t dx):
+        """dW, db (and dx) of the forward that filled ws, from g = dJ/d(out)."""
+        if m < 1 or W.shape[0] != self.L or dW.shape[0] != self.L or db.shape[0] != self.L \
+                or not (x and ws and g and scratch):
+            raise ValueError("backward needs m >= 1 rows and a weight, dW and db address per "
+                             "layer")
+        with nogil:
+            nn_blas_enter()
+            if self.f64:
+                chain_backward(self, <const double*>x, m, &W[0], <const double*>ws,
+                               <const double*>g, <double*>scratch, &dW[0], &db[0],
+                               <double*>dx)
+            else:
+                chain_backward(self, <const float*>x, m, &W[0], <const float*>ws,
+                               <const float*>g, <float*>scratch, &dW[0], &db[0],
+                               <float*>dx)
+            nn_blas_leave()
+
+
+cdef int chain_threads(Chain ch, Py_ssize_t items) noexcept nogil:
+    """The threads of a chain pass over ``items`` pieces of work (1: on the calling thread)."""
+    cdef int T = 1 if forked_after_team else <int>min(<Py_ssize_t>ch.p.threads, items)
+    if T > 1 and ch.p.ctrl.serial_left > 0:
+        ch.p.ctrl.serial_left -= 1
+        T = 1
+    if T == 1:
+        ch.p.ctrl.serial += 1
+    return T
+
+
+cdef void chain_judge(Chain ch, int T, Py_ssize_t items, const int64_t* took,
+                      int64_t elapsed) noexcept nogil:
+    """The thread controller after a parallel chain pass (``run_plan``'s rule)."""
+    global team_started
+    team_started = 1
+    ch.p.ctrl.parallel += 1
+    if late(T, items, took, elapsed) and ch.p.ctrl.parallel > 1:
+        ch.p.ctrl.late += 1
+        ch.p.ctrl.serial_left = ch.p.ctrl.interval
+        ch.p.ctrl.interval = min(2 * ch.p.ctrl.interval, <Py_ssize_t>MAX_BACKOFF)
+    else:
+        ch.p.ctrl.interval = max(ch.p.ctrl.interval // 2, <Py_ssize_t>MIN_BACKOFF)
+
+
+cdef void chain_forward(Chain ch, const floating* x, Py_ssize_t m, const long long* W,
+                        const long long* b, floating* ws, floating* out) noexcept nogil:
+    cdef Py_ssize_t C = n_chunks(&ch.p, m), c
+    cdef int T = chain_threads(ch, C)
+    cdef int64_t took[MAX_CHUNKS]
+    cdef int64_t t_start, t0
+    if T == 1:
+        for c in range(C):
+            chain_forward_rows(ch.L, &ch.sz[0], &ch.kd[0], &ch.sl[0], m, c * m // C,
+                               (c + 1) * m // C - c * m // C, x, W, b, ws, out)
+        return
+    t_start = nn_clock_ns()
+    for c in prange(C, schedule='dynamic', chunksize=1, num_threads=T):
+        t0 = nn_clock_ns()
+        chain_forward_rows(ch.L, &ch.sz[0], &ch.kd[0], &ch.sl[0], m, c * m // C,
+                           (c + 1) * m // C - c * m // C, x, W, b, ws, out)
+        took[c] = nn_clock_ns() - t0
+    chain_judge(ch, T, C, took, nn_clock_ns() - t_start)
+
+
+cdef void chain_backward(Chain ch, const floating* x, Py_ssize_t m, const long long* W,
+                         const floating* ws, const floating* g, floating* D,
+                         const long long* dW, const long long* db,
+                         floating* dx) noexcept nogil:
+    cdef Py_ssize_t L = ch.L, C = n_chunks(&ch.p, m), c, i, lowest = L, items = 0, it, nb
+    cdef const long long* sz = &ch.sz[0]
+    cdef int T
+    cdef int64_t took[MAX_CHUNKS]
+    cdef int64_t t_start, t0
+    for i in range(L):
+        if dW[i] or db[i]:
+            lowest = i
+            break
+    if dx != NULL:
+        lowest = 0
+    if lowest == L:
+        return
+    # δ of every layer, row chunk by row chunk
+    T = chain_threads(ch, C)
+    if T == 1:
+        for c in range(C):
+            chain_delta_rows(L, sz, &ch.kd[0], &ch.sl[0], m, c * m // C,
+                             (c + 1) * m // C - c * m // C, lowest, W, ws, g, D, dx)
+    else:
+        t_start = nn_clock_ns()
+        for c in prange(C, schedule='dynamic', chunksize=1, num_threads=T):
+            t0 = nn_clock_ns()
+            chain_delta_rows(L, sz, &ch.kd[0], &ch.sl[0], m, c * m // C,
+                             (c + 1) * m // C - c * m // C, lowest, W, ws, g, D, dx)
+            took[c] = nn_clock_ns() - t0
+        chain_judge(ch, T, C, took, nn_clock_ns() - t_start)
+    # dW, db: with one chunk, one GEMM per layer; else blocks of FEATURE_BLOCK rows of dW
+    for i in range(L):
+        nb = 1 if C == 1 else max(<Py_ssize_t>1, sz[i + 1] // FEATURE_BLOCK)
+        items += nb if (dW[i] or db[i]) else 0
+    T = 1 if C == 1 else chain_threads(ch, items)
+    if T == 1:
+        for it in range(items):
+            weight_block(sz, L, C, m, it, x, ws, D, dW, db)
+    else:
+        for it in prange(items, schedule='dynamic', chunksize=1, num_threads=T):
+            weight_block(sz, L, C, m, it, x, ws, D, dW, db)
+
+
+cdef void weight_block(const long long* sz, Py_ssize_t L, Py_ssize_t C, Py_ssize_t m,
+                       Py_ssize_t it, const floating* x, const floating* ws,
+                       const floating* D, const long long* dW,
+                       const long long* db) noexcept nogil:
+    """Work item ``it`` of a chain backward's dW, db: a block of one layer's dW rows."""
+    cdef Py_ssize_t i, nb, fi, fo, zo = 0, do = 0, k = it
+    for i in range(L):
+        fi, fo = sz[i], sz[i + 1]
+        nb = 1 if C == 1 else max(<Py_ssize_t>1, fo // FEATURE_BLOCK)
+        if dW[i] or db[i]:
+            if k < nb:
+                chain_weight_grads(m, fi, fo, k * fo // nb, (k + 1) * fo // nb,
+                                   x if i == 0 else ws + zo - m * fi, D + do,
+                                   <floating*>dW[i], <floating*>db[i])
+                return
+            k -= nb
+        zo += 2 * m * fo
+        do += m * fo
+
+
+def update_many(str rule, bint f64, const long long[::1] params, const long long[::1] grads,
+                const long long[::1] s0, const long long[::1] s1, const long long[::1] sizes,
+                const double[::1] args, int threads):
+    """One optimizer step (``rule``: a ``RULES`` name, with its scalars ``args``) on each of
+    several tensors: params[i], grads[i] and the rule's states s0[i], s1[i] are the addresses of
+    sizes[i] contiguous values each (float64 if ``f64``, else float32), checked by the caller
+    (``nnfast.torch``'s optimizers: a model's tensors in one call, not a call per tensor)."""
+    cdef int code, n_args, n_states
+    cdef Py_ssize_t i, n = sizes.shape[0]
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {sorted(RULES)}, got {rule!r}")
+    code, n_args, n_states = RULES[rule]
+    if args.shape[0] != n_args or params.shape[0] != n or grads.shape[0] != n or \
+            (n_states > 0 and s0.shape[0] != n) or (n_states > 1 and s1.shape[0] != n):
+        raise ValueError(f"{rule} takes {n_args} scalars and an address per tensor in each "
+                         f"array")
+    with nogil:
+        for i in range(n):
+            if sizes[i] < 1:
+                continue
+            if f64:
+                update(code, <double*>params[i], <const double*>grads[i],
+                       <double*>(s0[i] if n_states > 0 else 0),
+                       <double*>(s1[i] if n_states > 1 else 0), sizes[i], &args[0], threads)
+            else:
+                update(code, <float*>params[i], <const float*>grads[i],
+                       <float*>(s0[i] if n_states > 0 else 0),
+                       <float*>(s1[i] if n_states > 1 else 0), sizes[i], &args[0], threads)

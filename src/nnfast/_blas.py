@@ -118,7 +118,10 @@ def serial(work=THREADED_MIN):
         return
     _local.depth = 1
     saved = []
-    controllers = _blas_controllers()
+    engine = link()
+    controllers = [c for c in _blas_controllers() if c is not _linked[1]]
+    if engine is not None:
+        engine.blas_enter()
     # threadpoolctl keeps one controlling thread for all OpenBLAS libraries: note whether this
     # thread takes it here, to give it up at the end.
     free = [_controlling_thread(c) is None for c in controllers]
@@ -135,9 +138,47 @@ def serial(work=THREADED_MIN):
         for c, was_free in zip(controllers, free):
             if was_free and _controlling_thread(c) is threading.current_thread():
                 type(c).clear_controlling_thread()
+        if engine is not None:
+            engine.blas_leave()
         _local.depth = 0
 
 
 def threads():
     """The thread count of each loaded BLAS library, as (filepath, n) pairs (for tests)."""
     return [(c.filepath, c.get_num_threads()) for c in _blas_controllers()]
+
+
+
+_linked = []    # [engine module or None, its controller]: link() ran
+
+
+def link():
+    """The Cython engine, told the addresses of ``openblas_get_num_threads`` /
+    ``openblas_set_num_threads`` of the BLAS its GEMMs call (scipy's OpenBLAS, 32-bit integers:
+    the symbols without the 64-bit suffix, with its own thread pool), once per process; None
+    where there is no such BLAS or no engine. The engine then holds that BLAS to one thread in
+    every call, counted across the Python threads in calls (``src/kernels/blas_threads.h``), and
+    ``serial`` switches that library through the same count, not through threadpoolctl (whose
+    switch from one Python thread would otherwise undo another's mid-call)."""
+    if _linked:
+        return _linked[0]
+    _linked[:] = [None, None]
+    try:
+        from ._cython import engine
+    except ImportError:
+        return None
+    import ctypes
+
+    for c in _blas_controllers():
+        if getattr(c, "internal_api", None) != "openblas" or \
+                getattr(c, "threading_layer", None) != "pthreads":
+            continue
+        for prefix in ("scipy_", ""):
+            get = getattr(c.dynlib, f"{prefix}openblas_get_num_threads", None)
+            put = getattr(c.dynlib, f"{prefix}openblas_set_num_threads", None)
+            if get is not None and put is not None:
+                engine.set_blas_threads_functions(ctypes.cast(get, ctypes.c_void_p).value,
+                                                  ctypes.cast(put, ctypes.c_void_p).value)
+                _linked[:] = [engine, c]
+                return engine
+    return None

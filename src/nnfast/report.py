@@ -43,8 +43,9 @@ from typing import NamedTuple
 from nnfast._files import replacing
 from nnfast._tables import NOISY_SPREAD, format_load, format_size, mark, marked, spread
 
-#: A group's baseline: the first of these it has ("sklearn": the fit-digits group).
-BASELINES = ("numpy", "reference", "sklearn")
+#: A group's baseline: the first of these it has ("sklearn": the fit-digits group; "torch":
+#: the torch loop of bench/bench_fuse.py's groups).
+BASELINES = ("numpy", "reference", "sklearn", "torch")
 DTYPES = ("float32", "float64")
 
 

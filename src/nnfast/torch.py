@@ -33,6 +33,8 @@ import bisect
 import operator
 import warnings
 
+import numpy as np
+
 try:
     import torch
 except ImportError as exc:  # torch is an optional extra: pip install "nnfast[torch]"
@@ -40,7 +42,7 @@ except ImportError as exc:  # torch is an optional extra: pip install "nnfast[to
 
 from . import _backend, _rules, _validate, updates
 
-__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "FallbackWarning"]
+__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "FallbackWarning", "fuse", "MLP", "FusedSequential"]
 
 _DTYPES = (torch.float32, torch.float64)
 #: Plans kept per optimizer (one per param group and set of parameters with a gradient).
@@ -100,7 +102,7 @@ class _Plan:
 
     __slots__ = ("group", "params", "states", "keys", "getters", "tracked", "sizes",
                  "pointers", "views", "steps", "step_flat", "changed", "dtype", "nbytes",
-                 "starts", "ends", "fresh")
+                 "starts", "ends", "fresh", "elements", "addresses")
 
     def __init__(self, group, params, states, keys):
         self.group, self.params, self.states = group, params, states
@@ -120,6 +122,10 @@ class _Plan:
                        for a in (p, *state) if a.size)
         self.starts, self.ends = [lo for lo, _ in spans], [hi for _, hi in spans]
         self.fresh = ()
+        self.elements = np.array(self.sizes, np.int64)
+        self.addresses = [np.array([v[0].ctypes.data for v in self.views], np.int64)] + \
+            [np.array([v[1][j].ctypes.data for v in self.views], np.int64)
+             for j in range(len(keys))]
 
     def valid(self, optimizer):
         try:
@@ -142,6 +148,30 @@ class _Plan:
 
 _DATA_PTR = torch.Tensor.data_ptr
 _NUMEL = torch.Tensor.numel
+
+
+def _pick(grads, js):
+    """``_step_plan``'s (tensors, addresses) pair at positions ``js``."""
+    tensors, addresses = grads
+    return [tensors[j] for j in js], [addresses[j] for j in js]
+
+
+def _multi_engine():
+    """The Cython engine when the backend in force is "cython", or "auto" with the Cython
+    backend built (one call for all of a group's tensors costs less than a call per tensor of
+    any backend's kernel, which is what "auto" picks by at small sizes), else None."""
+    if _backend.get_backend() not in ("auto", "cython") or not _backend.available("cython"):
+        return None
+    from ._cython import engine
+
+    return engine
+
+
+def _step_threads():
+    """The OpenMP threads of the optimizer kernels (``nnfast.set_num_threads``)."""
+    from . import _cython
+
+    return _cython.num_threads
 
 
 def _flat_steps(states):
@@ -260,36 +290,36 @@ class _Front:
         read goes to ``rest``), the kernels run, and the version counters of the tensors they
         changed bumped, as torch's in-place updates do (a graph saved before the step then
         raises instead of running on with the new values)."""
-        grads, idx = [], []
+        grads, idx, addresses = [], [], []
         dtype, starts, ends = plan.dtype, plan.starts, plan.ends
-        for i, (p, nbytes) in enumerate(zip(plan.params, plan.nbytes)):
+        torch_dtype = plan.params[0].dtype
+        for i, (p, nbytes, n) in enumerate(zip(plan.params, plan.nbytes, plan.sizes)):
             g = p.grad
-            try:
-                a = g.numpy()          # raises for sparse, requires_grad, negative/conj bits
-            except (RuntimeError, TypeError):
-                a = None
-            if a is None or a.nbytes != nbytes or a.dtype is not dtype or \
-                    not a.flags.c_contiguous:
+            if g.layout is torch.strided and g.dtype == torch_dtype and g.is_cpu and \
+                    g.is_contiguous() and g.numel() == n and not (g.is_neg() or g.is_conj()):
+                a = None            # read in place: the kernels take its address
+                lo = _DATA_PTR(g)
+            else:
                 why = _tensor_reason(p, {}, ())
                 if why is not None:
                     rest.setdefault(why, []).append(p)
                     continue
                 a = _validate.contiguous(_np(g))   # a non-contiguous gradient: read a copy
-                if a.nbytes != nbytes:
+                if a.nbytes != nbytes or a.dtype is not dtype:
                     raise ValueError(f"gradient of parameter {i} of the group has shape "
                                      f"{tuple(a.shape)}, but the parameter {tuple(p.shape)}")
-                lo = g.data_ptr() if a.base is not None else a.ctypes.data
-            else:
-                lo = g.data_ptr()
+                lo = a.ctypes.data
+                a = a.reshape(-1)
             j = bisect.bisect_left(starts, lo + nbytes) - 1
             if j >= 0 and ends[j] > lo:
                 raise ValueError(f"gradient of parameter {i} of the group shares memory with a "
                                  "parameter or optimizer state nnfast writes")
-            grads.append(a if a.ndim == 1 else a.reshape(-1))
+            grads.append(a if a is not None else g)
+            addresses.append(lo)
             idx.append(i)
         if not idx:
             return
-        self._update(group, plan, grads, idx)
+        self._update(group, plan, (grads, addresses), idx)
         if len(idx) == len(plan.params):
             torch.autograd.graph.increment_version(plan.changed)
         else:
@@ -328,14 +358,35 @@ class _Front:
         return rule
 
     @staticmethod
-    def _run(rule, views, grads, idx, scalars):
-        """``rule``'s kernel on each parameter ``idx[j]`` (its views) with gradient ``grads[j]``;
-        the kernel is looked up once per size (``auto`` picks a backend by size)."""
+    def _run(rule, plan, grads, idx, scalars):
+        """``rule``'s kernel on each parameter ``idx[j]`` of ``plan`` with gradient ``grads``
+        (``_step_plan``'s (tensors or arrays, addresses) pair, in ``idx``'s order): one call of
+        the Cython engine's ``update_many`` over all of them when the backend in force runs
+        this rule in Cython at every size of the plan; else one kernel call per tensor, the
+        kernel looked up once per size (``auto`` picks a backend by size)."""
+        tensors, addresses = grads
+        engine = _multi_engine()
+        if engine is not None:
+            if len(idx) == len(plan.params):
+                chosen = plan.addresses
+                sizes = plan.elements
+            else:
+                chosen = [a[idx] for a in plan.addresses]
+                sizes = plan.elements[idx]
+            empty = chosen[0][:0]
+            engine.update_many(rule.kernel, plan.dtype.itemsize == 8, chosen[0],
+                               np.array(addresses, np.int64),
+                               chosen[1] if len(chosen) > 1 else empty,
+                               chosen[2] if len(chosen) > 2 else empty, sizes,
+                               np.array(scalars, np.float64), _step_threads())
+            return
         fns = {}
-        for g, i in zip(grads, idx):
-            p, state = views[i]
+        for g, i in zip(tensors, idx):
+            p, state = plan.views[i]
             n = p.size
             if n:
+                if not isinstance(g, np.ndarray):
+                    g = _flat(g)
                 fn = fns.get(n)
                 if fn is None:
                     fn = fns[n] = _backend.kernel("optim", rule.kernel, n)
@@ -395,19 +446,19 @@ class SGD(_Front, torch.optim.SGD):
         wd = float(group["weight_decay"])
         if group["momentum"] == 0:
             rule = self._rule(("sgd", wd), lambda: _rules.SGD(wd))
-            self._run(rule, plan.views, grads, idx, rule.kernel_args(lr))
+            self._run(rule, plan, grads, idx, rule.kernel_args(lr))
             return
         options = (float(group["momentum"]), "torch", float(group["dampening"]),
                    group["nesterov"], wd)
         rule = self._rule(("momentum",) + options, lambda: _rules.Momentum(*options))
         fresh, plan.fresh = set(plan.fresh), ()
         if not fresh:
-            self._run(rule, plan.views, grads, idx, rule.kernel_args(lr))
+            self._run(rule, plan, grads, idx, rule.kernel_args(lr))
             return
         for first in (True, False):
             js = [j for j, i in enumerate(idx) if (i in fresh) == first]
             if js:
-                self._run(rule, plan.views, [grads[j] for j in js], [idx[j] for j in js],
+                self._run(rule, plan, _pick(grads, js), [idx[j] for j in js],
                           rule.kernel_args(lr, fresh=first))
 
 
@@ -441,10 +492,10 @@ class Adam(_Front, torch.optim.Adam):
         buckets = self._steps(plan, idx)
         if len(buckets) == 1:
             (t, _), = buckets.items()
-            self._run(rule, plan.views, grads, idx, rule.kernel_args(lr, _rules.adam_step(t)))
+            self._run(rule, plan, grads, idx, rule.kernel_args(lr, _rules.adam_step(t)))
             return
         for t, js in buckets.items():
-            self._run(rule, plan.views, [grads[j] for j in js], [idx[j] for j in js],
+            self._run(rule, plan, _pick(grads, js), [idx[j] for j in js],
                       rule.kernel_args(lr, _rules.adam_step(t)))
 
 
@@ -482,4 +533,7 @@ class RMSprop(_Front, torch.optim.RMSprop):
                    float(group["weight_decay"]))
         rule = self._rule(("rmsprop",) + options, lambda: _rules.RMSprop(*options))
         self._steps(plan, idx)  # torch counts steps; RMSprop's update does not use the count
-        self._run(rule, plan.views, grads, idx, rule.kernel_args(lr))
+        self._run(rule, plan, grads, idx, rule.kernel_args(lr))
+
+
+from ._torch_fuse import MLP, FusedSequential, fuse  # noqa: E402 (uses FallbackWarning)

@@ -18,7 +18,8 @@ Threads: the engine runs a batch's fixed row chunks on an OpenMP team of ``threa
 usable CPU (affinity, cgroup quota: ``nnfast._machine.usable_cpus``), at most
 ``nnfast.set_num_threads``'s bound — and drops to one thread for a while when a pass waited on a
 descheduled thread (``engine.pyx``, "Contention"). Chunks depend on the batch's shape only, so
-the results do not depend on the thread count. BLAS runs on one thread inside (``_blas.serial``).
+the results do not depend on the thread count. BLAS runs on one thread inside (the engine holds
+it there from C: ``nnfast._blas.link``).
 
 Everything else — batch norm, soft softmax targets, the loss without gradients, inference — is
 the network pass kernel by kernel (``nnfast._network.passes.LayerByLayer``) over this backend's
@@ -84,6 +85,7 @@ def plan(net, rule=None, lambdas=None, n_threads=None):
         plans = _plans[layout] = {}
     found = plans.get(key)
     if found is None:
+        _blas.link()
         lam = np.array([net.l2] if lambdas is None else lambdas, np.float64)
         found = engine.Plan(layout.grid_arrays[0], net.output, net._kind, net.slope, lam, rule,
                             n_threads, net.dtype)
@@ -122,25 +124,13 @@ def _served(net, X, y):
     return y.ndim == 2 and y.dtype == X.dtype and y.flags.c_contiguous
 
 
-def _serial_blas(net, m):
-    """BLAS on one thread around an engine call on batches of up to m rows (a no-op where its
-    GEMMs are too small for BLAS to split, or a caller has done it): the engine's threads are
-    the only ones."""
-    layout = net._layout
-    widest = layout.__dict__.get("widest_layer")
-    if widest is None:
-        widest = layout.widest_layer = max(layer.W.size for layer in layout.layers)
-    return _blas.serial(m * widest)
-
-
 def _one_batch(net, X, y, order):
     """J of one batch (X's rows, or its rows ``order``), gradients into the flat buffer."""
     layout = net._layout
     m = X.shape[0] if order is None else order.shape[0]
     out = np.empty(1)
-    with _serial_blas(net, m):
-        engine.run(plan(net), X, y, order, np.array([0, m], np.int64), 0, layout.flat_params,
-                   layout.flat_grads, [], None, out)
+    engine.run(plan(net), X, y, order, np.array([0, m], np.int64), 0, layout.flat_params,
+               layout.flat_grads, [], None, out)
     return float(out[0])
 
 
@@ -176,10 +166,9 @@ class _Network(LayerByLayer):
         t = optimizer.t
         args = _rules.kernel_args_table(rule, optimizer.lr, t + 1, stop - start)
         losses = np.empty(stop - start)
-        with _serial_blas(net, bounds[start + 1] - bounds[start]):   # the largest batch
-            done = engine.run(plan(net, rule.kernel), X, y, order,
-                              np.asarray(bounds[:stop + 1], np.int64), start, params, grads,
-                              list(trusted[2]), args, losses)
+        done = engine.run(plan(net, rule.kernel), X, y, order,
+                          np.asarray(bounds[:stop + 1], np.int64), start, params, grads,
+                          list(trusted[2]), args, losses)
         optimizer.t = t + done
         return losses[:done].tolist()
 

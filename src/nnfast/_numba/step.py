@@ -20,6 +20,8 @@ K models sharing data (a λ grid)        yes                         its grid (`
 row chunks on threads                   yes (OpenMP, every CPU)     no: one pass, one thread
 batches per call, rows gathered in C    yes (``fit``'s epochs)      no: the batch loop, NumPy
 optimizer update fused into the call    yes                         no: ``step_flat`` after
+a caller's output gradient (``fuse``)   yes (``engine.Chain``)      no: always the Cython engine
+a torch group's tensors in one update   yes (``update_many``)       no: a kernel call per tensor
 ======================================  ==========================  ============================
 
 The kernels take three tuples: ``net`` = ``(Ws, bs, dWs, dbs, weights, wgrads)`` — the layers'
