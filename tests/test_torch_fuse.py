@@ -278,7 +278,8 @@ def _warned(fn):
 
 
 @pytest.mark.parametrize("case", ["float16", "bfloat16", "transposed", "channels_last",
-                                  "meta device", "hook", "global hook", "float32 params"])
+                                  "meta device", "hook", "global hook", "float32 params",
+                                  "autocast"])
 def test_fallbacks_run_torch_and_warn_once(case):
     torch.manual_seed(6)
     seq = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
@@ -313,18 +314,39 @@ def test_fallbacks_run_torch_and_warn_once(case):
             (_, first) = _warned(lambda: pytest.raises(RuntimeError, fused, x))
             assert len(first) == 1 and "float32 parameters with torch.float64" in first[0]
             return
-        out, first = _warned(lambda: fused(x))
-        again, second = _warned(lambda: fused(x))
+        if case == "autocast":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out, first = _warned(lambda: fused(x))
+                again, second = _warned(lambda: fused(x))
+                expected = ref(x)
+            assert out.dtype == torch.bfloat16
+        else:
+            out, first = _warned(lambda: fused(x))
+            again, second = _warned(lambda: fused(x))
+            expected = ref(x)
     finally:
         if handle is not None:
             handle.remove()
     assert len(first) == 1 and not second, (first, second)
-    expected = ref(x)
     assert out.shape == expected.shape and out.dtype == expected.dtype
     if case != "meta device":
         torch.testing.assert_close(out, expected)
     if case in ("hook", "global hook"):
         assert calls      # torch's modules ran, so the hooks did
+
+
+def test_inference_mode_and_torch_compile():
+    torch.manual_seed(8)
+    net = nt.MLP([4, 8, 3], activation="sigmoid")
+    plain = torch.nn.Sequential(*copy.deepcopy(list(net)))
+    x = torch.randn(5, 4)
+    with torch.inference_mode():
+        torch.testing.assert_close(net(x), plain(x))
+    compiled = torch.compile(net)     # dynamo runs the fused module (graph breaks) as eager
+    compiled(x).sum().backward()
+    plain(x).sum().backward()
+    for a, b in zip(net.parameters(), plain.parameters()):
+        torch.testing.assert_close(a.grad, b.grad)
 
 
 def test_unknown_layers_stay_torch_and_fuse_refuses_what_it_cannot_fuse():

@@ -14,7 +14,7 @@ Where the kernels do not apply to a call, the segment runs torch's own modules, 
 ``FallbackWarning`` per module and reason: tensors not on the CPU, dtypes other than
 float32/float64 (or parameters of another dtype than the input), non-contiguous or channels-last
 inputs, non-contiguous parameters, forward or backward hooks on a fused layer (or global module
-hooks), and double backward (``create_graph=True``: that backward is recomputed with torch's
+hooks), CPU autocast, and double backward (``create_graph=True``: that backward is recomputed with torch's
 operations, so it is differentiable).
 """
 import collections
@@ -197,6 +197,8 @@ class _Chain:
             return f"Softmax(dim=1) on {x.dim()}-dimensional inputs"
         if any(self.hooks) or any(_GLOBAL_HOOKS):
             return "module hooks on a fused layer"
+        if torch.is_autocast_enabled("cpu"):
+            return "autocast (torch's Linear computes in the autocast dtype)"
         if x.dtype != self.dtype or \
                 [0 if p is None else _DATA_PTR(p) for p in params] != self.pointers:
             return self._param_reason(params, x.dtype)
