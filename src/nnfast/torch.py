@@ -6,8 +6,9 @@ groups, ``state_dict``/``load_state_dict`` (state keys and the tensor ``'step'``
 a state dict saved by either loads in the other), ``zero_grad``, hooks, LR schedulers (``step``
 reads ``group["lr"]`` every time). ``step`` views each parameter, gradient and state tensor as a
 NumPy array (``t.numpy()``: the same memory, no copy; only a non-contiguous gradient is read
-through a contiguous copy) and updates them in place with one optimizer kernel call per tensor,
-with the scalars of ``nnfast._rules`` (``style="torch"`` reproduces torch's arithmetic;
+through a contiguous copy) and updates them in place — all of a group's tensors in one call of
+the Cython engine's ``update_many`` (their addresses; under a forced ``numba`` or ``reference``
+backend, one kernel call per tensor) — with the scalars of ``nnfast._rules`` (``style="torch"`` reproduces torch's arithmetic;
 ``tests/test_torch_front.py`` checks 100 steps against torch). The views and ``nnfast.updates``'
 array checks are made once per param group and set of parameters with a gradient (``_Plan``),
 not at every step; a step only compares data pointers and checks each new gradient. Like
@@ -205,10 +206,11 @@ class _Front:
     - ``_state_keys(group)``: the state tensors the update reads and writes;
     - ``_init_state(group, p, state)``: torch's state of a parameter's first step, in place;
     - ``_update(group, plan, grads, idx)``: run the kernels on ``plan``'s parameters ``idx``
-      (indices into ``plan.params``), ``grads`` their 1-D gradient arrays.
+      (indices into ``plan.params``), ``grads`` their gradients (``_step_plan``'s pair of
+      tensors or arrays and addresses).
 
     The cost of a step per tensor is what the per-step check of ``_Plan`` and of a gradient
-    takes, plus one kernel call: everything else (``_tensor_reason``, ``nnfast.updates``'
+    takes (the update is one call for the group): everything else (``_tensor_reason``, ``nnfast.updates``'
     array checks, state creation) runs when a group's plan is made, once, not at every step.
     """
 
@@ -361,9 +363,8 @@ class _Front:
     def _run(rule, plan, grads, idx, scalars):
         """``rule``'s kernel on each parameter ``idx[j]`` of ``plan`` with gradient ``grads``
         (``_step_plan``'s (tensors or arrays, addresses) pair, in ``idx``'s order): one call of
-        the Cython engine's ``update_many`` over all of them when the backend in force runs
-        this rule in Cython at every size of the plan; else one kernel call per tensor, the
-        kernel looked up once per size (``auto`` picks a backend by size)."""
+        the Cython engine's ``update_many`` over all of them (``_multi_engine``); under another
+        backend one kernel call per tensor, the kernel looked up once per size."""
         tensors, addresses = grads
         engine = _multi_engine()
         if engine is not None:
