@@ -135,3 +135,35 @@ def test_first_fit_finds_the_blas_without_importing_scipy_linalg_or_tqdm():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("ok ") and int(res.stdout.split()[1]) >= 1
+
+
+def test_engine_calls_in_several_python_threads_hold_blas_and_give_it_back():
+    """The engine switches its BLAS to one thread from C, counted across the Python threads in
+    calls (src/kernels/blas_threads.h): four threads computing gradients at once get the bits of
+    one alone, and every library's setting is back afterwards."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((256, 200)).astype(np.float32)    # 256 x 200 x 300: BLAS would split
+    y = rng.integers(0, 10, 256)
+    model = nnfast.MLP([200, 300, 10], seed=0)
+    with threadpool_limits(2, user_api="blas"):
+        before = _blas.threads()
+        want = [g.copy() for g in model.gradients(X, y)]
+        assert _blas.threads() == before
+        seen, errors = [], []
+
+        def work():
+            try:
+                local = nnfast.MLP([200, 300, 10], seed=0)
+                for _ in range(10):
+                    grads = local.gradients(X, y)
+                    seen.append(all(np.array_equal(a, b) for a, b in zip(grads, want)))
+            except Exception as exc:       # noqa: BLE001  (reported by the assertion below)
+                errors.append(exc)
+
+        workers = [threading.Thread(target=work) for _ in range(4)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert errors == [] and len(seen) == 40 and all(seen)
+        assert _blas.threads() == before

@@ -454,3 +454,40 @@ def test_distributed_data_parallel_trains_like_the_unfused_module(tmp_path):
             assert torch.equal(a, b)
     for a, b in zip(results[(1, 0)], results[(0, 0)]):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_python_threads_train_fused_modules_at_once():
+    """Four Python threads each train their own fused module at once (batches of 256 rows: row
+    chunks on the engine's threads, BLAS held to one thread in every call): each ends with the
+    bits of the same training alone."""
+    import threading
+
+    torch.manual_seed(9)
+    base = nt.MLP([64, 128, 64, 10], dtype=torch.float32)
+    X, y = torch.randn(256, 64), torch.randint(0, 10, (256,))
+
+    def train(model):
+        opt = nt.Adam(model.parameters(), lr=1e-3)
+        for _ in range(15):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(X), y).backward()
+            opt.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    want = train(copy.deepcopy(base))
+    got, errors = [None] * 4, []
+
+    def work(i):
+        try:
+            got[i] = train(copy.deepcopy(base))
+        except Exception as exc:       # noqa: BLE001  (reported by the assertion below)
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert errors == []
+    for params in got:
+        assert all(torch.equal(a, b) for a, b in zip(params, want))
