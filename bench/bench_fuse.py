@@ -262,7 +262,6 @@ def main(argv=None):
 def test_digits_loop_reaches_torch_accuracy():
     """The digits loop fused (with nnfast.torch.Adam) ends within 0.01 of torch's accuracy."""
     pytest.importorskip("torch", reason="torch is not installed (pip install 'nnfast[torch]')")
-    pytest.importorskip("sklearn")
     theirs, _ = digits_loop(False, epochs=5)
     ours, _ = digits_loop(True, epochs=5)
     assert theirs > 0.9 and abs(ours - theirs) <= 0.01, (ours, theirs)

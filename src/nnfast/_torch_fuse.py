@@ -79,11 +79,7 @@ class _ChainFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, seg, x, *params):
-        chain = seg.chains[x.dtype]
-        m = x.shape[0]
-        ws = torch.empty(chain.workspace(m), dtype=x.dtype)
-        out = torch.empty((m, seg.n_out), dtype=x.dtype)
-        chain.forward(_DATA_PTR(x), m, seg.w_ptrs, seg.b_ptrs, _DATA_PTR(ws), _DATA_PTR(out))
+        out, ws = seg.forward(x)
         ctx.seg, ctx.ws, ctx.w_ptrs, ctx.w_list = seg, ws, seg.w_ptrs, seg.pointers[0::2]
         ctx.save_for_backward(x, *params)
         return out
@@ -122,7 +118,7 @@ def _recompute(seg, x, params, g, need):
     with torch.enable_grad():
         out = _torch_forward(x, seg.layers, params)
         found = iter(torch.autograd.grad(out, inputs, g, create_graph=create,
-                                                allow_unused=True))
+                                         allow_unused=True))
     return tuple(next(found) if n and t is not None else None for t, n in zip((x, *params), need))
 
 
@@ -180,6 +176,16 @@ class _Chain:
         self.dtype = dtype
         return None
 
+    def forward(self, x):
+        """(output, workspace) of the engine's chain forward on x (m, in), checked by
+        ``reason``."""
+        m = x.shape[0]
+        ws = torch.empty(self.chains[x.dtype].workspace(m), dtype=x.dtype)
+        out = torch.empty((m, self.n_out), dtype=x.dtype)
+        self.chains[x.dtype].forward(_DATA_PTR(x), m, self.w_ptrs, self.b_ptrs, _DATA_PTR(ws),
+                                     _DATA_PTR(out))
+        return out, ws
+
     def reason(self, x, params):
         """Why this call runs torch's modules ("" when torch's modules raise or return an
         empty result themselves), or None."""
@@ -221,13 +227,8 @@ class _Chain:
         if torch.is_grad_enabled() and (x.requires_grad or any(p is not None and p.requires_grad
                                                                for p in params)):
             out = _ChainFunction.apply(self, x, *params)
-        else:                               # inference: no graph, no saved workspace
-            chain = self.chains[x.dtype]
-            m = x.shape[0]
-            ws = torch.empty(chain.workspace(m), dtype=x.dtype)
-            out = torch.empty((m, self.n_out), dtype=x.dtype)
-            chain.forward(x.data_ptr(), m, self.w_ptrs, self.b_ptrs, ws.data_ptr(),
-                          out.data_ptr())
+        else:                               # inference: no graph, the workspace dropped
+            out = self.forward(x)[0]
         return out if len(shape) == 2 else out.reshape(*shape[:-1], out.shape[-1])
 
 
