@@ -2,6 +2,7 @@
 the plotted data and the comparison of two runs."""
 import copy
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -26,7 +27,9 @@ def run_json(tmp_path_factory):
         [sys.executable, "-m", "pytest", "bench/bench_optim.py", "-q", "-p", "no:cacheprovider",
          "-k", select, "--benchmark-only", "--benchmark-enable", "--benchmark-max-time=0.02",
          "--benchmark-min-rounds=5", f"--benchmark-json={path}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        # an xdist worker's PYTEST_XDIST_* would make this child pytest-benchmark refuse to time
+        env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return path
 
