@@ -17,6 +17,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import warnings
 import zlib
 
@@ -238,3 +239,22 @@ def run_python(*args, timeout=120, env=None):
     output captured as text; ``env`` (default: this process's environment) as given."""
     return subprocess.run([sys.executable, *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
+
+
+def run_in_threads(work, n):
+    """``work(i)`` for i in range(n), on n Python threads at once; the exceptions they raised
+    (for the caller's assertion: an exception in a thread would otherwise go unseen)."""
+    errors = []
+
+    def guarded(i):
+        try:
+            work(i)
+        except Exception as exc:       # noqa: BLE001  (returned to the caller)
+            errors.append(exc)
+
+    workers = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return errors

@@ -8,6 +8,8 @@ from threadpoolctl import threadpool_limits
 import nnfast
 from nnfast import _blas
 
+from conftest import run_in_threads
+
 pytestmark = pytest.mark.skipif(not _blas.threads(), reason="no BLAS that threadpoolctl controls")
 
 
@@ -57,21 +59,14 @@ def test_serial_from_several_threads_at_once():
         before = _blas.threads()
         a = np.arange(256.0 * 256).reshape(256, 256) / 65536
         expect = a @ a
-        results, errors = [], []
+        results = []
 
-        def work():
-            try:
-                for _ in range(20):
-                    with _blas.serial():
-                        results.append(np.array_equal(a @ a, expect))
-            except Exception as exc:       # noqa: BLE001  (reported by the assertion below)
-                errors.append(exc)
+        def work(_i):
+            for _ in range(20):
+                with _blas.serial():
+                    results.append(np.array_equal(a @ a, expect))
 
-        workers = [threading.Thread(target=work) for _ in range(3)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
+        errors = run_in_threads(work, 3)
         assert errors == [] and len(results) == 60 and all(results)
         assert _blas.threads() == before
 
@@ -149,21 +144,14 @@ def test_engine_calls_in_several_python_threads_hold_blas_and_give_it_back():
         before = _blas.threads()
         want = [g.copy() for g in model.gradients(X, y)]
         assert _blas.threads() == before
-        seen, errors = [], []
+        seen = []
 
-        def work():
-            try:
-                local = nnfast.MLP([200, 300, 10], seed=0)
-                for _ in range(10):
-                    grads = local.gradients(X, y)
-                    seen.append(all(np.array_equal(a, b) for a, b in zip(grads, want)))
-            except Exception as exc:       # noqa: BLE001  (reported by the assertion below)
-                errors.append(exc)
+        def work(_i):
+            local = nnfast.MLP([200, 300, 10], seed=0)
+            for _ in range(10):
+                grads = local.gradients(X, y)
+                seen.append(all(np.array_equal(a, b) for a, b in zip(grads, want)))
 
-        workers = [threading.Thread(target=work) for _ in range(4)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
+        errors = run_in_threads(work, 4)
         assert errors == [] and len(seen) == 40 and all(seen)
         assert _blas.threads() == before

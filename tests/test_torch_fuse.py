@@ -460,7 +460,7 @@ def test_python_threads_train_fused_modules_at_once():
     """Four Python threads each train their own fused module at once (batches of 256 rows: row
     chunks on the engine's threads, BLAS held to one thread in every call): each ends with the
     bits of the same training alone."""
-    import threading
+    from conftest import run_in_threads
 
     torch.manual_seed(9)
     base = nt.MLP([64, 128, 64, 10], dtype=torch.float32)
@@ -475,19 +475,11 @@ def test_python_threads_train_fused_modules_at_once():
         return [p.detach().clone() for p in model.parameters()]
 
     want = train(copy.deepcopy(base))
-    got, errors = [None] * 4, []
+    got = [None] * 4
 
     def work(i):
-        try:
-            got[i] = train(copy.deepcopy(base))
-        except Exception as exc:       # noqa: BLE001  (reported by the assertion below)
-            errors.append(exc)
+        got[i] = train(copy.deepcopy(base))
 
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    assert errors == []
+    assert run_in_threads(work, 4) == []
     for params in got:
         assert all(torch.equal(a, b) for a, b in zip(params, want))
