@@ -36,6 +36,8 @@ NETS = {"784-512-256-10-b128": ([784, 512, 256, 10], 128),
 STEP_IMPLS = ("reference", "numba", "cython", "auto", "auto-blas-threads", "gemms", "torch-eager",
               "torch-compile", "jax-jit")
 LR = 1e-3
+#: The one net whose torch.compile step the untimed (``--benchmark-disable``) pass runs.
+UNTIMED_COMPILE_NET = "64-128-128-10-b32"
 
 
 def _problem(sizes, m, dtype="float32"):
@@ -145,6 +147,11 @@ def _make(impl, sizes, m, dtype="float32"):
 def test_step(benchmark, impl, net):
     benchmark.group = f"step-{net}"
     benchmark.extra_info["backend"] = impl
+    if benchmark.disabled and impl == "torch-compile" and net != UNTIMED_COMPILE_NET:
+        # Inductor's cold start (C++ codegen and compile) took 32 s for the first of these cells
+        # and 4-6 s for each other one in CI; the untimed pass proves the code once.
+        pytest.skip(f"torch.compile runs untimed at {UNTIMED_COMPILE_NET} only "
+                    "(--benchmark-enable times every net)")
     fn = _make(impl, *NETS[net])
     if benchmark.disabled:
         benchmark(fn)

@@ -15,6 +15,7 @@ the reference itself is checked against the lecture's formulas in each test file
 """
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -258,3 +259,26 @@ def run_in_threads(work, n):
     for w in workers:
         w.join()
     return errors
+
+
+def once_per_run(tmp_path_factory, name, make):
+    """A folder that ``make(folder)`` filled once in this test run, shared by every pytest-xdist
+    worker (a module- or session-scoped fixture runs once per worker): the first worker to ask
+    makes it under a file lock, the others wait for it and read what it wrote. Only for folders
+    that the tests then read or copy, never change. Without xdist: a folder of this session."""
+    import fcntl
+
+    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent / f"shared-{uid}" if uid else root / "shared"
+    root.mkdir(parents=True, exist_ok=True)
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            if folder.exists():        # a worker that failed while making it: start again
+                shutil.rmtree(folder)
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import nnfast
+from conftest import once_per_run
 from nnfast import _backend
 
 pytestmark = pytest.mark.skipif("numba" not in nnfast.backends(),
@@ -152,42 +153,46 @@ def test_concurrent_processes_share_one_cold_cache(tmp_path):
     _assert_same(_run(TRAIN, cache, tmp_path, **fields), outputs[0], exact=False)
 
 
-@pytest.fixture(scope="module")
-def cold_cache(tmp_path_factory):
-    """One cold training process's cache and output (float32, softmax), for the damage tests:
-    each damages its own copy, so the cold compilation runs once for all three."""
-    tmp = tmp_path_factory.mktemp("cold")
-    cache = tmp / "cache"
-    fields = dict(backend="numba", dtype="float32", outputs=("softmax",), path=tmp / "m.npz")
-    cold = _run(TRAIN, cache, tmp, **fields)
-    assert _cache_files(cache)
-    # A copy is a cache like the original: a process on an undamaged copy loads every kernel
-    # from it (nothing compiled, so nothing written), which is what the damage tests break.
-    copy = tmp / "copy"
-    shutil.copytree(cache, copy)
-    before = {p: os.stat(p).st_mtime_ns for p in _cache_files(copy)}
-    _assert_same(_run(TRAIN, copy, tmp, **fields), cold, exact=False)
-    assert {p: os.stat(p).st_mtime_ns for p in _cache_files(copy)} == before
-    return cache, cold
+DAMAGES = {"truncate": lambda data: data[:len(data) // 2],
+           "garbage": lambda data: os.urandom(len(data)),
+           "empty": lambda data: b""}
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
-def test_damaged_cache_entries_are_recompiled(tmp_path, damage, cold_cache):
+def _softmax_lines(text):
+    return "".join(line + "\n" for line in text.splitlines() if line.startswith("softmax "))
+
+
+def test_damaged_cache_entries_are_recompiled(tmp_path, cold_numba_training):
     """Cache files cut short (a process killed while writing), overwritten with garbage or
-    emptied: the next process recompiles and gives the same numbers."""
-    pristine, cold = cold_cache
+    emptied — each kind on a third of the index (.nbi) and of the data (.nbc) files, every file
+    damaged: the next process recompiles and gives the same numbers, and so does the one after
+    it. (One damaged copy for the three kinds: one recompilation instead of three.)"""
+    pristine, cold, _ = cold_numba_training
+    cold = _softmax_lines(cold)
     cache = tmp_path / "cache"
     shutil.copytree(pristine, cache)
     fields = dict(backend="numba", dtype="float32", outputs=("softmax",), path=tmp_path / "m.npz")
-    files = _cache_files(cache)
-    assert files
-    for path in files:
-        with open(path, "rb") as f:
-            data = f.read()
-        with open(path, "wb") as f:
-            f.write({"truncate": data[:len(data) // 2], "garbage": os.urandom(len(data)),
-                     "empty": b""}[damage])
+    # A copy is a cache like the original: a process on it loads every kernel it needs from it
+    # (nothing compiled, so nothing written), which is what the damage below breaks.
+    before = {p: os.stat(p).st_mtime_ns for p in _cache_files(cache)}
     _assert_same(_run(TRAIN, cache, tmp_path, **fields), cold, exact=False)
+    assert {p: os.stat(p).st_mtime_ns for p in _cache_files(cache)} == before
+    damaged, kinds = {}, {}
+    for suffix in (".nbi", ".nbc"):
+        files = sorted(p for p in _cache_files(cache) if p.endswith(suffix))
+        assert len(files) >= len(DAMAGES), files
+        for i, path in enumerate(files):
+            kind = list(DAMAGES)[i % len(DAMAGES)]
+            with open(path, "rb") as f:
+                data = DAMAGES[kind](f.read())
+            with open(path, "wb") as f:
+                f.write(data)
+            damaged[path] = data
+            kinds.setdefault(kind, set()).add(suffix)
+    assert kinds == {kind: {".nbi", ".nbc"} for kind in DAMAGES}
+    _assert_same(_run(TRAIN, cache, tmp_path, **fields), cold, exact=False)
+    rewritten = [p for p, data in damaged.items() if open(p, "rb").read() != data]
+    assert rewritten, "no damaged cache file was recompiled and written again"
     _assert_same(_run(TRAIN, cache, tmp_path, **fields), cold, exact=False)
 
 
@@ -224,14 +229,17 @@ assert not bad, "non-parallel kernels that link a parallel one: " + ", ".join(ba
 def cold_numba_training(tmp_path_factory):
     """A cold process training every output layer on the numba backend (float32), which then
     inspects the kernels it compiled (``LINKS``): its cache, its training output and the number
-    of overloads it checked. Two tests read it, so its cold compilation runs once."""
-    tmp = tmp_path_factory.mktemp("cold-numba")
-    cache = tmp / "cache"
-    fields = dict(backend="numba", dtype="float32", outputs=("softmax", "sigmoid", "identity"),
-                  path=tmp / "m.npz")
-    out = _run(TRAIN + LINKS, cache, tmp, **fields)
-    training, _, checked = out.rpartition("checked ")
-    return cache, training, int(checked)
+    of overloads it checked. Three tests read it, so its cold compilation runs once per test
+    run, whichever xdist worker asks first (``once_per_run``); they copy the cache, never change
+    it."""
+    def make(tmp):
+        fields = dict(backend="numba", dtype="float32",
+                      outputs=("softmax", "sigmoid", "identity"), path=tmp / "m.npz")
+        (tmp / "out.txt").write_text(_run(TRAIN + LINKS, tmp / "cache", tmp, **fields))
+
+    tmp = once_per_run(tmp_path_factory, "cold-numba-training", make)
+    training, _, checked = (tmp / "out.txt").read_text().rpartition("checked ")
+    return tmp / "cache", training, int(checked)
 
 
 def test_no_cached_kernel_links_a_parallel_one(cold_numba_training):
