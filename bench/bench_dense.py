@@ -6,8 +6,10 @@ import pytest
 from .harness import DTYPES, label, run_case
 
 #: MNIST MLP first layer (128×784·784×512), a small layer (32×64·64×128), a square hidden
-#: layer and a 10-class output layer.
-SHAPES = [(128, 784, 512), (32, 64, 128), (256, 512, 512), (128, 512, 10)]
+#: layer, a 10-class output layer, and the small shapes where a call's checks and dispatch cost
+#: more than its arithmetic: a 10-row batch into 30 units, and one row of a tiny layer.
+SHAPES = [(128, 784, 512), (32, 64, 128), (256, 512, 512), (128, 512, 10), (10, 64, 30),
+          (1, 8, 4)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
