@@ -446,8 +446,18 @@ def test_distributed_data_parallel_trains_like_the_unfused_module(tmp_path):
     import torch.multiprocessing as mp
 
     for flag in (1, 0):
-        init = f"file://{tmp_path / f'rendezvous-{flag}'}"
-        mp.spawn(_ddp_worker, args=(2, init, flag, str(tmp_path)), nprocs=2, join=True)
+        for attempt in range(3):
+            init = f"file://{tmp_path / f'rendezvous-{flag}-{attempt}'}"
+            try:
+                mp.spawn(_ddp_worker, args=(2, init, flag, str(tmp_path)), nprocs=2, join=True)
+                break
+            except mp.ProcessExitedException as exc:
+                # torch's gloo group sometimes aborts a rank as the processes tear down
+                # ("terminate called without an active exception", SIGABRT): 3 of 12 runs of
+                # the same loop with torch.optim.Adam and no nnfast at all, on this 2-core VM.
+                # Another try; any other failure, or three aborts, fails the test.
+                if exc.signal_name != "SIGABRT" or attempt == 2:
+                    raise
     results = {(f, r): torch.load(tmp_path / f"{f}-{r}.pt") for f in (0, 1) for r in (0, 1)}
     for f in (0, 1):     # the ranks agree (DDP averaged the gradients)
         for a, b in zip(results[(f, 0)], results[(f, 1)]):

@@ -26,7 +26,24 @@ _PACKAGES = {"reference": "nnfast._reference", "numba": "nnfast._numba", "cython
 #: available, takes the first available backend in FALLBACK.
 #: The rows are measured by `nnfast bench` (figures: bench/README.md, "The dispatch table").
 AUTO_TABLE = {
-    ("activations", "tanh"): [(PARALLEL_MIN - 1, "reference"), (None, "numba")],
+    # Below these sizes the Cython kernels, reached through their checked entries
+    # (nnfast._cython.entry, ~0.2 µs a call), beat Numba's dispatch (~1.7 µs) and kernel.
+    ("activations", "sigmoid"): [(2047, "cython")],
+    ("activations", "sigmoid_grad"): [(8191, "cython")],
+    ("activations", "tanh"): [(2047, "cython"), (PARALLEL_MIN - 1, "reference"), (None, "numba")],
+    ("activations", "tanh_grad"): [(PARALLEL_MIN - 1, "cython")],
+    ("activations", "relu"): [(PARALLEL_MIN - 1, "cython")],
+    ("activations", "relu_grad"): [(PARALLEL_MIN - 1, "cython")],
+    ("activations", "leaky_relu"): [(PARALLEL_MIN - 1, "cython")],
+    ("activations", "leaky_relu_grad"): [(PARALLEL_MIN - 1, "cython")],
+    # The GEMMs are BLAS's in both compiled backends (level at every size); Cython's entry is
+    # 3-7 µs cheaper a call, and loads no Numba (the first call: issue 20).
+    ("dense", "dense_forward"): [(None, "cython")],
+    ("dense", "dense_backward"): [(None, "cython")],
+    ("optim", "sgd_update"): [(PARALLEL_MIN - 1, "cython")],
+    ("optim", "momentum_update"): [(4095, "cython")],
+    ("optim", "rmsprop_update"): [(PARALLEL_MIN - 1, "cython")],
+    ("optim", "adam_update"): [(PARALLEL_MIN - 1, "cython")],
     ("losses", "softmax_cross_entropy"): [(PARALLEL_MIN - 1, "cython"), (None, "numba")],
     ("losses", "softmax_cross_entropy_probs"): [(None, "cython")],
 }
@@ -216,16 +233,17 @@ def _bound(backend, module, fn):
 
 
 def _auto_rows(module, name):
-    """``((limit, backend), ...)`` for ``auto``, with unavailable backends resolved."""
-    avail = backends()
-    default = next((b for b in FALLBACK if b in avail), "reference")
+    """``((limit, backend), ...)`` for ``auto``, with unavailable backends resolved (backends are
+    probed only as far as needed: probing numba imports it, ~0.3 s)."""
+    def default():
+        return next((b for b in FALLBACK if available(b)), "reference")
     rows = []
     for limit, backend in AUTO_TABLE.get((module, name), ()):
-        rows.append((limit, backend if backend in avail else default))
+        rows.append((limit, backend if available(backend) else default()))
         if limit is None:
             break
     if not rows or rows[-1][0] is not None:
-        rows.append((None, default))
+        rows.append((None, default()))
     return tuple(rows)
 
 
@@ -245,6 +263,49 @@ def kernel(module, name, size=0):
             if limit is None or size <= limit:
                 break
     return kernel_in(backend, module, name)
+
+
+def _never(*args):
+    return None
+
+
+def _cython_limit(module, name):
+    """The largest size at which "auto" runs ``name`` on Cython by ``AUTO_TABLE``'s leading rows
+    (None: any size; -1: none)."""
+    limit = -1
+    for row_limit, backend in AUTO_TABLE.get((module, name), ()):
+        if backend != "cython":
+            break
+        limit = row_limit
+        if row_limit is None:
+            break
+    return limit
+
+
+class _Entries:
+    """``entries.relu(x, out)``, ...: the compiled checked entry of a public function
+    (``nnfast._cython.entry``: the common case, checked and run in C; None when the Python path
+    must take the call), bound on first use. Without the Cython backend, every entry answers
+    None."""
+
+    def __getattr__(self, name):
+        fn = _never
+        if available("cython"):
+            entry = importlib.import_module("nnfast._cython.entry")
+            if not _entry_bound:
+                modules = {n: "dense" if n.startswith("dense") else
+                           "optim" if n.endswith("_update") else "activations"
+                           for n in entry.KERNELS}
+                entry.bind(_override, globals(),
+                           {n: _cython_limit(m, n) for n, m in modules.items()})
+                _entry_bound.append(True)
+            fn = getattr(entry, name)
+        setattr(self, name, fn)
+        return fn
+
+
+_entry_bound = []
+entries = _Entries()
 
 
 def kernel_in(backend, module, name):

@@ -9,6 +9,7 @@ seed writes them.
 """
 
 from . import _backend
+from ._backend import entries as _entry
 from ._validate import (contiguous, float_array, out_array, real, result_target,
                         write_back)
 
@@ -31,42 +32,52 @@ def sigmoid(x, out=None):
     >>> nnfast.sigmoid(np.array([0.0, 2.0], dtype=np.float32))
     array([0.5      , 0.8807971], dtype=float32)
     """
-    return _elementwise("sigmoid", x, out, "x")
+    r = _entry.sigmoid(x, out)
+    return r if r is not None else _elementwise("sigmoid", x, out, "x")
 
 
 def sigmoid_grad(a, out=None):
     """Sigmoid derivative from the activation: ``g'(z) = g(z)(1 - g(z)) = a(1 - a)``."""
-    return _elementwise("sigmoid_grad", a, out, "a")
+    r = _entry.sigmoid_grad(a, out)
+    return r if r is not None else _elementwise("sigmoid_grad", a, out, "a")
 
 
 def tanh(x, out=None):
     """``a = tanh(z) = (e^z - e^{-z}) / (e^z + e^{-z})``."""
-    return _elementwise("tanh", x, out, "x")
+    r = _entry.tanh(x, out)
+    return r if r is not None else _elementwise("tanh", x, out, "x")
 
 
 def tanh_grad(a, out=None):
     """tanh derivative from the activation: ``g'(z) = 1 - tanh(z)^2 = 1 - a^2``."""
-    return _elementwise("tanh_grad", a, out, "a")
+    r = _entry.tanh_grad(a, out)
+    return r if r is not None else _elementwise("tanh_grad", a, out, "a")
 
 
 def relu(x, out=None):
     """ReLU, ``g(z) = max(0, z)``."""
-    return _elementwise("relu", x, out, "x")
+    r = _entry.relu(x, out)
+    return r if r is not None else _elementwise("relu", x, out, "x")
 
 
 def relu_grad(z, out=None):
     """ReLU derivative from z, with the seed's convention: ``g'(z) = 0 if z < 0, 1 if z >= 0``."""
-    return _elementwise("relu_grad", z, out, "z")
+    r = _entry.relu_grad(z, out)
+    return r if r is not None else _elementwise("relu_grad", z, out, "z")
 
 
 def leaky_relu(x, slope=0.01, out=None):
     """Leaky ReLU, ``g(z) = z if z >= 0 else slope * z`` (the seed's slope is 0.01)."""
-    return _elementwise("leaky_relu", x, out, "x", real(slope, "slope"))
+    r = _entry.leaky_relu(x, slope, out)
+    return r if r is not None else _elementwise("leaky_relu", x, out, "x",
+                                                 real(slope, "slope"))
 
 
 def leaky_relu_grad(z, slope=0.01, out=None):
     """Leaky ReLU derivative from z: ``g'(z) = slope if z < 0, 1 if z >= 0``."""
-    return _elementwise("leaky_relu_grad", z, out, "z", real(slope, "slope"))
+    r = _entry.leaky_relu_grad(z, slope, out)
+    return r if r is not None else _elementwise("leaky_relu_grad", z, out, "z",
+                                                 real(slope, "slope"))
 
 
 def identity(x, out=None):

@@ -7,6 +7,7 @@ derivative (backward) are applied in the same pass that consumes the GEMM result
 """
 
 from . import _backend, _constants
+from ._backend import entries as _entry
 from ._validate import checked_out, choice, contiguous, disjoint, float_array, real
 
 _FORWARD = dict(_constants.ACTIVATIONS, softmax=_constants.SOFTMAX)
@@ -26,6 +27,9 @@ def dense_forward(a, W, b, activation="identity", *, slope=0.01, out=None, z_out
     array([[0. , 1.5],
            [0. , 1.5]])
     """
+    done = _entry.dense_forward(a, W, b, activation, slope, out, z_out)
+    if done is not None:        # the common case, checked in C (nnfast._cython.entry)
+        return done
     kind = choice(activation, "activation", _FORWARD)
     slope = real(slope, "slope")
     a = float_array(a, "a")
@@ -64,6 +68,10 @@ def dense_backward(delta, a_prev, W, activation_prev="identity", *, z_prev=None,
     ``identity`` (e.g. the input layer's "activation") gives ``delta_prev = δ Wᵀ``.
     ``need_dprev=False`` skips δ_prev (first layer) and returns None for it.
     """
+    done = _entry.dense_backward(delta, a_prev, W, activation_prev, z_prev, slope, need_dprev,
+                                 dW_out, db_out, dprev_out)
+    if done is not None:        # the common case, checked in C (nnfast._cython.entry)
+        return done
     kind = choice(activation_prev, "activation_prev", _constants.ACTIVATIONS)
     slope = real(slope, "slope")
     delta = float_array(delta, "delta")

@@ -15,7 +15,10 @@ try:
 except ImportError:  # numpy < 2.0
     from numpy import byte_bounds
 
+import functools
+
 from . import _backend, _rules
+from ._backend import entries as _entry
 from ._validate import contiguous, disjoint, float_array, inplace_array, real, same_shape
 
 
@@ -89,6 +92,22 @@ def apply(rule, lr, param, grad, states=(), step=None, fresh=False):
     _run(rule.kernel, groups, rule.kernel_args(lr, step, fresh))
 
 
+@functools.lru_cache(maxsize=256, typed=True)
+def _cached_rule(cls, *options):
+    return cls(*options)
+
+
+def _rule(cls, *options):
+    """``cls(*options)``, made once per distinct options (``typed``: 1, 1.0 and True are
+    different keys, so a cached rule never skips a check its options would fail). Rules are
+    immutable; an option that cannot be a key (an array) is checked by a fresh rule, which
+    raises the error that names it."""
+    try:
+        return _cached_rule(cls, *options)
+    except TypeError:
+        return cls(*options)
+
+
 def sgd_update(param, grad, lr, weight_decay=0.0):
     """Plain gradient descent, the seed's ``θ = θ - α dθ`` (plus ``wd·θ`` added to dθ).
 
@@ -97,7 +116,9 @@ def sgd_update(param, grad, lr, weight_decay=0.0):
     array([0.95, 0.95, 0.95], dtype=float32)
     """
     lr = _rules.learning_rate(lr)
-    apply(_rules.SGD(weight_decay), lr, param, grad)
+    rule = _rule(_rules.SGD, weight_decay)
+    if not _entry.sgd_update(param, grad, *rule.kernel_args(lr)):
+        apply(rule, lr, param, grad)
 
 
 def momentum_update(param, grad, velocity, lr, beta=0.9, *, style="seed", dampening=None,
@@ -113,8 +134,9 @@ def momentum_update(param, grad, velocity, lr, beta=0.9, *, style="seed", dampen
     ``weight_decay`` adds ``wd·θ`` to dθ (torch's coupled form).
     """
     lr = _rules.learning_rate(lr)
-    rule = _rules.Momentum(beta, style, dampening, nesterov, weight_decay)
-    apply(rule, lr, param, grad, (velocity,))
+    rule = _rule(_rules.Momentum, beta, style, dampening, nesterov, weight_decay)
+    if not _entry.momentum_update(param, grad, velocity, *rule.kernel_args(lr)):
+        apply(rule, lr, param, grad, (velocity,))
 
 
 def rmsprop_update(param, grad, sq, lr, beta=0.999, eps=1e-8, *, style="seed",
@@ -125,7 +147,9 @@ def rmsprop_update(param, grad, sq, lr, beta=0.999, eps=1e-8, *, style="seed",
     ``θ = θ - α dθ / (sqrt(S) + ε)`` (``style="torch"``, torch.optim.RMSprop with ``alpha=β``).
     """
     lr = _rules.learning_rate(lr)
-    apply(_rules.RMSprop(beta, eps, style, weight_decay), lr, param, grad, (sq,))
+    rule = _rule(_rules.RMSprop, beta, eps, style, weight_decay)
+    if not _entry.rmsprop_update(param, grad, sq, *rule.kernel_args(lr)):
+        apply(rule, lr, param, grad, (sq,))
 
 
 def adam_update(param, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
@@ -147,8 +171,9 @@ def adam_update(param, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
     """
     step = _rules.adam_step(step)
     lr = _rules.learning_rate(lr)
-    rule = _rules.Adam(beta1, beta2, eps, weight_decay, style, decoupled)
-    apply(rule, lr, param, grad, (m, v), step)
+    rule = _rule(_rules.Adam, beta1, beta2, eps, weight_decay, style, decoupled)
+    if not _entry.adam_update(param, grad, m, v, *rule.kernel_args(lr, step)):
+        apply(rule, lr, param, grad, (m, v), step)
 
 
 def inverse_time_decay(alpha0, decay_rate, epoch):
