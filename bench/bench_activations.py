@@ -2,6 +2,8 @@
 
 Also the pair a backward pass really runs for sigmoid and tanh layers: the forward activation
 and then its derivative from ``a`` (groups ``sigmoid_fwd_grad-…``, ``tanh_fwd_grad-…``).
+The elementwise groups' baseline, "numpy", is the NumPy expression itself (the reference kernel
+called without nnfast's checks: ``nnfast._bench.numpy_setup``).
 """
 import numpy as np
 import pytest
@@ -23,6 +25,12 @@ CASES = [(k, n) for k in ELEMENTWISE for n in (SIZES_TO_1E7 if k in TO_1E7 else 
 @pytest.mark.parametrize("kernel,size", CASES, ids=[f"{k}-{label(n)}" for k, n in CASES])
 def test_elementwise(benchmark, backend, kernel, dtype, size):
     run_case(benchmark, backend, kernel, dtype, (size,))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel,size", CASES, ids=[f"{k}-{label(n)}" for k, n in CASES])
+def test_elementwise_numpy(benchmark, kernel, dtype, size):
+    run_case(benchmark, "numpy", kernel, dtype, (size,))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

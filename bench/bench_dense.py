@@ -1,6 +1,8 @@
 """Dense layers at MLP shapes (batch m, fan_in k, fan_out n): forward ``relu(a W + b)`` with z
 kept, and backward (dW, db, and δ_prev through relu's derivative). Groups are labelled
-``m x k x n``; the GEMM runs through BLAS in every backend, so ratios measure the epilogues."""
+``m x k x n``; the GEMM runs through BLAS in every backend, so ratios measure the epilogues and
+the cost of a call. The baseline, "numpy", is the NumPy expression itself (the reference kernel
+called without nnfast's checks: ``nnfast._bench.numpy_setup``)."""
 import pytest
 
 from .harness import DTYPES, label, run_case
@@ -17,3 +19,10 @@ SHAPES = [(128, 784, 512), (32, 64, 128), (256, 512, 512), (128, 512, 10), (10, 
 @pytest.mark.parametrize("kernel", ["dense_forward", "dense_backward"])
 def test_dense(benchmark, backend, kernel, dtype, shape):
     run_case(benchmark, backend, kernel, dtype, shape)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=label)
+@pytest.mark.parametrize("kernel", ["dense_forward", "dense_backward"])
+def test_dense_numpy(benchmark, kernel, dtype, shape):
+    run_case(benchmark, "numpy", kernel, dtype, shape)

@@ -40,6 +40,14 @@ def test_update(benchmark, backend, kernel, dtype, size):
     run_case(benchmark, backend, kernel, dtype, (size,), group_kernel=GROUP[kernel])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", SIZES_TO_1E7, ids=label)
+@pytest.mark.parametrize("kernel", UPDATES)
+def test_update_numpy(benchmark, kernel, dtype, size):
+    """The baseline: the update as plain NumPy (``nnfast._bench.numpy_setup``)."""
+    run_case(benchmark, "numpy", kernel, dtype, (size,), group_kernel=GROUP[kernel])
+
+
 def _torch_update(kernel, size, dtype, options):
     torch = pytest.importorskip("torch", reason="torch is an optional peer (nnfast[peers])")
     param, grad, _ = _bench.optimizer_arrays((size,), np.dtype(dtype), np.random.default_rng(0), 0)

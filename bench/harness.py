@@ -54,7 +54,8 @@ def run(benchmark, impl, group, elements, make, kernel=None):
 
 def run_case(benchmark, backend, kernel, dtype, shape, group_kernel=None, size_label=None):
     """Time the ``nnfast._bench.CASES[kernel]`` computation at ``shape`` in ``backend``, in group
-    ``f"{group_kernel or kernel}-{dtype}-{size_label or label(...)}"``."""
+    ``f"{group_kernel or kernel}-{dtype}-{size_label or label(...)}"``. ``backend="numpy"``:
+    the same computation as plain NumPy (``nnfast._bench.numpy_setup``), the group's baseline."""
     if len(shape) == 3:  # dense (m, k, n): a, W and z
         m, k, n = shape
         elements = m * k + k * n + m * n
@@ -64,7 +65,10 @@ def run_case(benchmark, backend, kernel, dtype, shape, group_kernel=None, size_l
     group = f"{group_kernel or kernel}-{dtype}-{size}"
 
     def make():
-        return _bench.CASES[kernel].setup(shape, np.dtype(dtype), np.random.default_rng(0))
+        setup = _bench.numpy_setup if backend == "numpy" else _bench.CASES[kernel].setup
+        if backend == "numpy":
+            return setup(kernel, shape, np.dtype(dtype), np.random.default_rng(0))
+        return setup(shape, np.dtype(dtype), np.random.default_rng(0))
     return run(benchmark, backend, group, elements, make, kernel)
 
 

@@ -71,10 +71,21 @@ cdef inline floating momentum_step(floating p, floating g, floating* v, floating
 cdef inline void momentum_block(floating* p, const floating* g, floating* v, floating lr,
                                 floating beta, floating one_minus_damp, floating wd,
                                 bint nesterov, bint sklearn_style, Py_ssize_t n) noexcept nogil:
+    """The flags are constants in each loop (gcc then vectorizes it: with them read per
+    element, it did not, and the update ran at 0.6-0.8x NumPy's speed at 1e4-1e5 elements)."""
     cdef Py_ssize_t i
-    for i in range(n):
-        p[i] = momentum_step(p[i], g[i], &v[i], lr, beta, one_minus_damp, wd, nesterov,
-                             sklearn_style)
+    if sklearn_style and nesterov:
+        for i in range(n):
+            p[i] = momentum_step(p[i], g[i], &v[i], lr, beta, one_minus_damp, wd, True, True)
+    elif sklearn_style:
+        for i in range(n):
+            p[i] = momentum_step(p[i], g[i], &v[i], lr, beta, one_minus_damp, wd, False, True)
+    elif nesterov:
+        for i in range(n):
+            p[i] = momentum_step(p[i], g[i], &v[i], lr, beta, one_minus_damp, wd, True, False)
+    else:
+        for i in range(n):
+            p[i] = momentum_step(p[i], g[i], &v[i], lr, beta, one_minus_damp, wd, False, False)
 
 
 cdef inline void momentum_apply(floating* p, const floating* g, floating* v, Py_ssize_t n,

@@ -231,6 +231,32 @@ LOW_LEVEL.update({
 })
 
 
+def numpy_setup(kernel, shape, dtype, rng):
+    """``CASES[kernel]``'s computation as plain NumPy: a zero-argument callable running the
+    reference backend's kernel (``nnfast._reference``: the NumPy ufuncs and GEMMs, writing into
+    the ``out=`` arrays) directly on the arrays the public function passes it — the NumPy
+    expression a user's own code runs, without nnfast's checks and dispatch. ``bench/`` times
+    it as the "numpy" baseline, so that a group's ratios say what the public call gains over
+    the code it replaces (issue 20)."""
+    (module, name), = LOW_LEVEL[kernel]
+    call = CASES[kernel].setup(shape, dtype, rng)
+    key = ("reference", module, name)
+    fn = _backend.kernel_in(*key)
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.append((args, kwargs))
+        return fn(*args, **kwargs)
+    _backend._cache[key] = record
+    try:
+        with nnfast.use_backend("reference"):
+            call()
+    finally:
+        _backend._cache[key] = fn
+    (args, kwargs), = seen
+    return lambda: fn(*args, **kwargs)
+
+
 def missing(backend, kernel):
     """Why ``backend`` cannot run the public function ``kernel``, or None if it can."""
     return _backend.missing(backend, LOW_LEVEL[kernel])
