@@ -14,7 +14,7 @@ Anything else — a list, a strided or byte-swapped array, an overlap, an empty 
 another backend serves, a bad argument — returns None, and the public function takes its Python
 path, which converts what can be converted and raises the errors that name the argument. So an
 entry decides nothing the Python path would decide differently; it only skips the deciding when
-there is nothing to convert. Measured (bench/README.md, "Per-call cost"): the Python guard and
+there is nothing to convert. Measured (bench/README.md, "The dispatch table"): the Python guard and
 dispatch cost 5-6 µs a call, an entry about 0.2 µs.
 
 Elementwise entries serve arrays below PARALLEL_MIN elements (one thread, as the Cython backend

@@ -29,7 +29,7 @@ AUTO_TABLE = {
     # Below these sizes the Cython kernels, reached through their checked entries
     # (nnfast._cython.entry, ~0.2 µs a call), beat Numba's dispatch (~1.7 µs) and kernel.
     ("activations", "sigmoid"): [(2047, "cython")],
-    ("activations", "sigmoid_grad"): [(32767, "cython")],
+    ("activations", "sigmoid_grad"): [(PARALLEL_MIN - 1, "cython")],
     ("activations", "tanh"): [(2047, "cython"), (PARALLEL_MIN - 1, "reference"), (None, "numba")],
     ("activations", "tanh_grad"): [(PARALLEL_MIN - 1, "cython")],
     ("activations", "relu"): [(PARALLEL_MIN - 1, "cython")],
