@@ -421,3 +421,19 @@ def test_cached_rules_never_skip_a_check(bad):
         nnfast.adam_update(p, g, m, v, 1, 0.01)
         with pytest.raises((TypeError, ValueError)):
             nnfast.adam_update(p, g, m, v, 1, 0.01, **bad)
+
+
+def test_an_unbound_entry_declines():
+    """Before ``nnfast._backend`` binds the entries to its backend state (a process that imports
+    the extension module directly), every entry hands the call back instead of guessing."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, nnfast._cython.entry as e\n"
+            "x = np.ones(3)\n"
+            "assert e.relu(x, None) is None and e.sgd_update(x, x.copy(), 0.1, 0.0) is False\n"
+            "assert e.dense_forward(np.ones((2, 3)), np.ones((3, 2)), None, 'relu', 0.01, None,"
+            " None) is None\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr

@@ -66,9 +66,13 @@ def bind(override, dict state, auto_max):
 
 
 cdef inline bint serves(int kernel, Py_ssize_t size):
-    """Whether the backend in force runs ``kernel`` on Cython at this size."""
-    cdef object backend = get_value(_override, None)
+    """Whether the backend in force runs ``kernel`` on Cython at this size (never before
+    ``bind``)."""
+    cdef object backend
     cdef PyObject* current
+    if _override is None:
+        return False
+    backend = get_value(_override, None)
     if backend is None:
         current = PyDict_GetItem(_state, "_current")
         if current == NULL:
