@@ -712,3 +712,28 @@ def test_trained_models_pickle_and_copy():
         mine.flat_params[...] = net.flat_params
         assert twin.train_step(X, y, a) == mine.train_step(X, y, b)
         np.testing.assert_array_equal(twin.flat_params, mine.flat_params)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_update_many_gives_the_same_bits_on_any_thread_count(dtype):
+    """``update_many`` (nnfast.torch's step) splits a tensor of 2**17 elements or more over the
+    threads in fixed blocks and shares the smaller tensors out among them: every thread count
+    gives the bits of one ``nnfast.adam_update`` call per tensor."""
+    rng = np.random.default_rng(5)
+    sizes = [5000] * 30 + [1, 7, (1 << 17) + 3, 0, 40000]
+    start = [(rng.normal(size=n).astype(dtype), rng.normal(size=n).astype(dtype),
+              np.abs(rng.normal(size=n)).astype(dtype), np.abs(rng.normal(size=n)).astype(dtype))
+             for n in sizes]
+    args = np.array([1e-3, 0.9, 0.999, 1e-8, 0.01, 1, 1 - 0.9 ** 3, 1 - 0.999 ** 3, 0])
+    want = [[a.copy() for a in t] for t in start]
+    for p, g, m, v in want:
+        nnfast.adam_update(p, g, m, v, 3, 1e-3, weight_decay=0.01, decoupled=True,
+                           style="torch")
+    for threads in (1, 2, 3):
+        got = [[a.copy() for a in t] for t in start]
+        addresses = [np.array([t[k].ctypes.data for t in got], np.int64) for k in range(4)]
+        engine.update_many("adam_update", dtype == np.float64, *addresses,
+                           np.array(sizes, np.int64), args, threads)
+        for i, (a, b) in enumerate(zip(got, want)):
+            for x, y in zip(a, b):
+                assert np.array_equal(x, y), (threads, i)

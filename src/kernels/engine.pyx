@@ -50,8 +50,8 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from chain_pass cimport chain_delta_rows, chain_forward_rows, chain_weight_grads
-from kernel_common cimport (BLOCK, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH, block_len,
-                            n_blocks)
+from kernel_common cimport (BLOCK, IDENTITY, LEAKY_RELU, PARALLEL_MIN, RELU, SIGMOID, SOFTMAX,
+                            TANH, block_len, n_blocks)
 from model_pass cimport (IDENTITY_OUT, SIGMOID_OUT, SOFTMAX_OUT, count_sizes, l2_term,
                         nn_delta_tt, nn_set_delta_tt, rows_pass)
 from optim_apply cimport adam_apply, momentum_apply, rmsprop_apply, sgd_apply
@@ -813,15 +813,41 @@ def update_many(str rule, bint f64, const long long[::1] params, const long long
             (n_states > 0 and s0.shape[0] != n) or (n_states > 1 and s1.shape[0] != n):
         raise ValueError(f"{rule} takes {n_args} scalars and an address per tensor in each "
                          f"array")
+    cdef Py_ssize_t small = 0
+    for i in range(n):
+        if sizes[i] < PARALLEL_MIN:
+            small += sizes[i]
     with nogil:
-        for i in range(n):
-            if sizes[i] < 1:
-                continue
-            if f64:
-                update(code, <double*>params[i], <const double*>grads[i],
-                       <double*>(s0[i] if n_states > 0 else 0),
-                       <double*>(s1[i] if n_states > 1 else 0), sizes[i], &args[0], threads)
-            else:
-                update(code, <float*>params[i], <const float*>grads[i],
-                       <float*>(s0[i] if n_states > 0 else 0),
-                       <float*>(s1[i] if n_states > 1 else 0), sizes[i], &args[0], threads)
+        for i in range(n):         # large tensors, each over the threads in fixed blocks
+            if sizes[i] >= PARALLEL_MIN:
+                update_one(code, f64, n_states, params, grads, s0, s1, sizes, &args[0], i,
+                           threads)
+        # the others, each on one thread: shared out among the threads when together they are
+        # as much work as a large one (60 tensors of 1.7e4: 1.3 ms serial, torch 0.8 ms)
+        if threads > 1 and small >= PARALLEL_MIN:
+            for i in prange(n, schedule='dynamic', chunksize=1, num_threads=threads):
+                if sizes[i] < PARALLEL_MIN:
+                    update_one(code, f64, n_states, params, grads, s0, s1, sizes, &args[0],
+                               i, 1)
+        else:
+            for i in range(n):
+                if sizes[i] < PARALLEL_MIN:
+                    update_one(code, f64, n_states, params, grads, s0, s1, sizes, &args[0],
+                               i, 1)
+
+
+cdef inline void update_one(int code, bint f64, int n_states, const long long[::1] params,
+                            const long long[::1] grads, const long long[::1] s0,
+                            const long long[::1] s1, const long long[::1] sizes,
+                            const double* args, Py_ssize_t i, int threads) noexcept nogil:
+    """``update_many``'s step of tensor ``i`` (none if it is empty)."""
+    if sizes[i] < 1:
+        return
+    if f64:
+        update(code, <double*>params[i], <const double*>grads[i],
+               <double*>(s0[i] if n_states > 0 else 0),
+               <double*>(s1[i] if n_states > 1 else 0), sizes[i], args, threads)
+    else:
+        update(code, <float*>params[i], <const float*>grads[i],
+               <float*>(s0[i] if n_states > 0 else 0),
+               <float*>(s1[i] if n_states > 1 else 0), sizes[i], args, threads)
