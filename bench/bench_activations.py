@@ -2,7 +2,7 @@
 
 Also the pair a backward pass really runs for sigmoid and tanh layers: the forward activation
 and then its derivative from ``a`` (groups ``sigmoid_fwd_grad-…``, ``tanh_fwd_grad-…``).
-The elementwise groups' baseline, "numpy", is the NumPy expression itself (the reference kernel
+The elementwise and softmax groups' baseline, "numpy", is the NumPy expression itself (the reference kernel
 called without nnfast's checks: ``nnfast._bench.numpy_setup``).
 """
 import numpy as np
@@ -37,6 +37,12 @@ def test_elementwise_numpy(benchmark, kernel, dtype, size):
 @pytest.mark.parametrize("shape", SOFTMAX_SHAPES, ids=label)
 def test_softmax(benchmark, backend, dtype, shape):
     run_case(benchmark, backend, "softmax", dtype, shape)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SOFTMAX_SHAPES, ids=label)
+def test_softmax_numpy(benchmark, dtype, shape):
+    run_case(benchmark, "numpy", "softmax", dtype, shape)
 
 
 def _forward_and_grad(name, n, dtype):

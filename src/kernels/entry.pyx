@@ -32,19 +32,19 @@ cdef extern from "Python.h":
 from dense_rows cimport backward_rows, forward_rows
 from optim_apply cimport adam_apply, momentum_apply, rmsprop_apply, sgd_apply
 from kernel_common cimport (GRAD, IDENTITY, LEAKY_RELU, PARALLEL_MIN, RELU, SIGMOID, SOFTMAX, TANH,
-                            unary_block)
+                            softmax_rows, unary_block)
 
 cnp.import_array()
 
 #: The public functions with an entry, in the order of their slots in ``_auto_max``.
 KERNELS = ("sigmoid", "sigmoid_grad", "tanh", "tanh_grad", "relu", "relu_grad", "leaky_relu",
-           "leaky_relu_grad", "dense_forward", "dense_backward", "sgd_update", "momentum_update",
-           "rmsprop_update", "adam_update")
+           "leaky_relu_grad", "softmax", "dense_forward", "dense_backward", "sgd_update",
+           "momentum_update", "rmsprop_update", "adam_update")
 
 cdef enum:
     K_SIGMOID, K_SIGMOID_GRAD, K_TANH, K_TANH_GRAD, K_RELU, K_RELU_GRAD, K_LEAKY_RELU, \
-        K_LEAKY_RELU_GRAD, K_DENSE_FORWARD, K_DENSE_BACKWARD, K_SGD, K_MOMENTUM, K_RMSPROP, \
-        K_ADAM, N_KERNELS
+        K_LEAKY_RELU_GRAD, K_SOFTMAX, K_DENSE_FORWARD, K_DENSE_BACKWARD, K_SGD, K_MOMENTUM, \
+        K_RMSPROP, K_ADAM, N_KERNELS
 
 cdef object _override = None   # nnfast._backend._override, the per-thread backend (a ContextVar)
 cdef dict _state = None        # nnfast._backend's globals: "_current" is the process's backend
@@ -152,14 +152,17 @@ cdef object new_2d(cnp.npy_intp d0, cnp.npy_intp d1, int t):
 # ---- elementwise activations -------------------------------------------------------------------
 
 cdef object unary(int kernel, int op, object x, object out, double slope):
+    """An elementwise function (op: an activation code, GRAD + code for its derivative, or
+    SOFTMAX: rows along the last axis)."""
     cdef int t = float_type(x, -1)
-    cdef Py_ssize_t n, i
+    cdef Py_ssize_t n, i, k
     cdef cnp.ndarray xa
     if t < 0:
         return None
     xa = <cnp.ndarray>x
     n = cnp.PyArray_SIZE(xa)
-    if n >= PARALLEL_MIN or not serves(kernel, n):
+    if n >= PARALLEL_MIN or (op == SOFTMAX and cnp.PyArray_NDIM(xa) == 0) or \
+            not serves(kernel, n):
         return None
     if out is None:
         out = new_like(xa)
@@ -171,7 +174,13 @@ cdef object unary(int kernel, int op, object x, object out, double slope):
                 return None
         if data(out) != data(x) and overlap(out, x):
             return None
-    if t == cnp.NPY_FLOAT:
+    if op == SOFTMAX:
+        k = cnp.PyArray_DIMS(xa)[cnp.PyArray_NDIM(xa) - 1]
+        if t == cnp.NPY_FLOAT:
+            softmax_rows(<const float*>data(x), <float*>data(out), n // k, k)
+        else:
+            softmax_rows(<const double*>data(x), <double*>data(out), n // k, k)
+    elif t == cnp.NPY_FLOAT:
         unary_block(op, <float>slope, <const float*>data(x), <float*>data(out), n)
     else:
         unary_block(op, slope, <const double*>data(x), <double*>data(out), n)
@@ -200,6 +209,10 @@ def relu(x, out):
 
 def relu_grad(z, out):
     return unary(K_RELU_GRAD, GRAD + RELU, z, out, 0.0)
+
+
+def softmax(x, out):
+    return unary(K_SOFTMAX, SOFTMAX, x, out, 0.0)
 
 
 def leaky_relu(x, slope, out):
