@@ -240,8 +240,14 @@ def _bound(backend, module, fn):
 
 def _fallback():
     """The first available backend of ``FALLBACK`` (probing numba imports it, ~0.3 s: done only
-    when a call needs it)."""
-    return next((b for b in FALLBACK if available(b)), "reference")
+    when a call needs it, once)."""
+    global _fallback_name
+    if _fallback_name is None:
+        _fallback_name = next((b for b in FALLBACK if available(b)), "reference")
+    return _fallback_name
+
+
+_fallback_name = None
 
 
 def _auto_rows(module, name):
