@@ -58,8 +58,9 @@ def _outcome(call, make):
         return ("raised", type(exc), str(exc))
     written = [np.ascontiguousarray(np.asarray(a)).copy()
                for a in list(args) + list(kwargs.values()) if isinstance(a, np.ndarray)]
+    scalars = [r for r in result if isinstance(r, float)] if isinstance(result, tuple) else []
     return ("returned", [np.ascontiguousarray(np.asarray(r)).copy() for r in _arrays(result)],
-            written, type(result).__name__)
+            written, type(result).__name__, scalars)
 
 
 def _same(a, b):
@@ -67,7 +68,7 @@ def _same(a, b):
     if a[0] == "raised":
         assert a[1:] == b[1:]
         return
-    assert a[3] == b[3]
+    assert a[3] == b[3] and a[4] == b[4]        # the result's type, and a loss to the bit
     for x, y in zip(a[1] + a[2], b[1] + b[2]):
         assert x.dtype == y.dtype and x.shape == y.shape
         assert np.array_equal(x.view(np.uint8), y.view(np.uint8)), "bits differ"
@@ -78,7 +79,7 @@ def check(monkeypatch, backend, public, make):
     with nnfast.use_backend(backend):
         fast = _outcome(public, make)
         with monkeypatch.context() as m:
-            for module in (nnfast.activations, nnfast.dense, nnfast.updates):
+            for module in (nnfast.activations, nnfast.dense, nnfast.updates, nnfast.losses):
                 m.setattr(module, "_entry", _Off())
             slow = _outcome(public, make)
     _same(fast, slow)
@@ -439,3 +440,49 @@ def test_an_unbound_entry_declines():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+
+@pytest.mark.parametrize("backend", ["cython", "auto"])
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_softmax_cross_entropy_entry_agrees_with_the_python_path(monkeypatch, backend, dtype):
+    entry = _entry_module()
+    m, k = 9, 4
+
+    def make(labels=None, logits=None, out=None):
+        def build():
+            z = _x((m, k), dtype) if logits is None else logits()
+            y = np.arange(m) % k if labels is None else labels()
+            return (z, y), ({} if out is None else {"out": out(z)})
+        return build
+
+    def shared_out():
+        buf = np.empty(m * k + 1, dtype)
+        z = buf[1:].reshape(m, k)
+        z[...] = _x((m, k), dtype)
+        return (z, np.arange(m) % k), {"out": buf[:-1].reshape(m, k)}
+
+    cases = [("plain", make(), True),
+             ("out given", make(out=lambda z: np.empty((m, k), dtype)), True),
+             ("out is the logits", make(out=lambda z: z), True),
+             ("out overlaps the logits", shared_out, False),
+             ("int32 labels", make(labels=lambda: (np.arange(m) % k).astype(np.int32)), False),
+             ("label out of range", make(labels=lambda: np.arange(m)), False),
+             ("negative label", make(labels=lambda: -(np.arange(m) % k)), False),
+             ("labels strided", make(labels=lambda: (np.arange(2 * m) % k)[::2]), False),
+             ("labels too short", make(labels=lambda: np.arange(m - 1) % k), False),
+             ("labels a list", make(labels=lambda: [0] * m), False),
+             ("one-hot targets", make(labels=lambda: np.eye(k, dtype=dtype)[np.arange(m) % k]),
+              False),
+             ("logits 1-D", make(logits=lambda: _x(k, dtype), labels=lambda: np.zeros(1, int)),
+              False),
+             ("logits Fortran", make(logits=lambda: np.asfortranarray(_x((m, k), dtype))),
+              False),
+             ("large", make(logits=lambda: _x((1 << 15, k), dtype),
+                            labels=lambda: np.arange(1 << 15) % k), False)]
+    for label, build, served in cases:
+        check(monkeypatch, backend, nnfast.softmax_cross_entropy, build)
+        args, kwargs = build()
+        with nnfast.use_backend("cython"):
+            got = entry.softmax_cross_entropy(*args, kwargs.get("out"))
+        assert (got is not None) == served, label

@@ -30,6 +30,7 @@ cdef extern from "Python.h":
     const Py_ssize_t PY_SSIZE_T_MAX
 
 from dense_rows cimport backward_rows, forward_rows
+from loss_terms cimport softmax_xent_rows
 from optim_apply cimport adam_apply, momentum_apply, rmsprop_apply, sgd_apply
 from kernel_common cimport (GRAD, IDENTITY, LEAKY_RELU, PARALLEL_MIN, RELU, SIGMOID, SOFTMAX, TANH,
                             softmax_rows, unary_block)
@@ -38,13 +39,13 @@ cnp.import_array()
 
 #: The public functions with an entry, in the order of their slots in ``_auto_max``.
 KERNELS = ("sigmoid", "sigmoid_grad", "tanh", "tanh_grad", "relu", "relu_grad", "leaky_relu",
-           "leaky_relu_grad", "softmax", "dense_forward", "dense_backward", "sgd_update",
-           "momentum_update", "rmsprop_update", "adam_update")
+           "leaky_relu_grad", "softmax", "softmax_cross_entropy", "dense_forward",
+           "dense_backward", "sgd_update", "momentum_update", "rmsprop_update", "adam_update")
 
 cdef enum:
     K_SIGMOID, K_SIGMOID_GRAD, K_TANH, K_TANH_GRAD, K_RELU, K_RELU_GRAD, K_LEAKY_RELU, \
-        K_LEAKY_RELU_GRAD, K_SOFTMAX, K_DENSE_FORWARD, K_DENSE_BACKWARD, K_SGD, K_MOMENTUM, \
-        K_RMSPROP, K_ADAM, N_KERNELS
+        K_LEAKY_RELU_GRAD, K_SOFTMAX, K_SOFTMAX_XENT, K_DENSE_FORWARD, K_DENSE_BACKWARD, K_SGD, \
+        K_MOMENTUM, K_RMSPROP, K_ADAM, N_KERNELS
 
 cdef object _override = None   # nnfast._backend._override, the per-thread backend (a ContextVar)
 cdef dict _state = None        # nnfast._backend's globals: "_current" is the process's backend
@@ -225,6 +226,46 @@ def leaky_relu_grad(z, slope, out):
     if not finite_float(slope):
         return None
     return unary(K_LEAKY_RELU_GRAD, GRAD + LEAKY_RELU, z, out, <double>slope)
+
+
+# ---- softmax cross-entropy with integer labels ---------------------------------------------------
+
+def softmax_cross_entropy(logits, y, out):
+    """``nnfast.softmax_cross_entropy``'s common case, int64 labels in range below PARALLEL_MIN
+    elements (one block, as the Cython kernel runs it): ``(loss, delta)``, or None."""
+    cdef int t = float_type(logits, 2)
+    cdef cnp.npy_intp m, k, i
+    cdef cnp.ndarray ya
+    cdef const long long* labels
+    cdef double loss
+    if t < 0 or not cnp.PyArray_CheckExact(y):
+        return None
+    m = cnp.PyArray_DIMS(<cnp.ndarray>logits)[0]
+    k = cnp.PyArray_DIMS(<cnp.ndarray>logits)[1]
+    if m * k >= PARALLEL_MIN or not serves(K_SOFTMAX_XENT, m * k):
+        return None
+    ya = <cnp.ndarray>y
+    if (cnp.PyArray_TYPE(ya) != cnp.NPY_INT64 or cnp.PyArray_NDIM(ya) != 1
+            or cnp.PyArray_DIMS(ya)[0] != m or not cnp.PyArray_ISNOTSWAPPED(ya)
+            or cnp.PyArray_FLAGS(ya) & (cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED)
+            != (cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED)):
+        return None
+    labels = <const long long*>cnp.PyArray_DATA(ya)
+    for i in range(m):
+        if labels[i] < 0 or labels[i] >= k:
+            return None                 # the Python path names the labels out of range
+    if out is None:
+        out = new_2d(m, k, t)
+    elif (not writable(out, t, 2, m, k) or overlap(out, y)
+          or (data(out) != data(logits) and overlap(out, logits))):
+        return None
+    if t == cnp.NPY_FLOAT:
+        loss = softmax_xent_rows(<const float*>data(logits), labels, <float*>data(out), m, k,
+                                 <float>(1.0 / m))
+    else:
+        loss = softmax_xent_rows(<const double*>data(logits), labels, <double*>data(out), m, k,
+                                 <double>(1.0 / m))
+    return loss / m, out
 
 
 # ---- dense layers ------------------------------------------------------------------------------

@@ -313,7 +313,8 @@ class _Entries:
             entry = importlib.import_module("nnfast._cython.entry")
             if not _entry_bound:
                 modules = {n: "dense" if n.startswith("dense") else
-                           "optim" if n.endswith("_update") else "activations"
+                           "optim" if n.endswith("_update") else
+                           "losses" if n.endswith("_entropy") else "activations"
                            for n in entry.KERNELS}
                 entry.bind(_override, globals(),
                            {n: _cython_limit(m, n) for n, m in modules.items()})
