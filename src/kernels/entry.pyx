@@ -1,14 +1,14 @@
 """Checked entries: the common case of a public kernel call, checked and run in C.
 
 A public function (``nnfast.relu``, ``nnfast.dense_forward``, ...) first calls its entry here. The
-entry serves the call when the Cython backend is the one in force for it (``set_backend("cython")``,
-or ``"auto"`` at sizes where ``nnfast._backend.AUTO_TABLE`` picks Cython) and every argument is
-already in the form the kernel needs: exactly ``numpy.ndarray``, float32 or float64 in native byte
-order, aligned and C-contiguous, with fitting shapes; ``out=`` arrays writable and sharing no byte
-with what the kernel reads (an elementwise ``out`` may be exactly its input). Scalars must be
-finite Python floats, activations one of the names. It then runs the loops the Cython backend
-runs (``kernel_common.pxd``, ``dense_rows.pxd``: the same code, so the same bits) and returns the
-result.
+entry serves the call when the Cython backend is the one in force for it
+(``set_backend("cython")``, or ``"auto"`` at sizes where ``nnfast._backend.AUTO_TABLE`` picks
+Cython) and every argument is already in the form the kernel needs: exactly ``numpy.ndarray``,
+float32 or float64 in native byte order, aligned and C-contiguous, with fitting shapes; ``out=``
+arrays writable and sharing no byte with what the kernel reads (an elementwise ``out`` may be
+exactly its input). Scalars must be finite Python floats, activations one of the names. It then
+runs the loops the Cython backend runs (``kernel_common.pxd``, ``dense_rows.pxd``: the same code,
+so the same bits) and returns the result.
 
 Anything else — a list, a strided or byte-swapped array, an overlap, an empty array, a size that
 another backend serves, a bad argument — returns None, and the public function takes its Python
@@ -37,10 +37,15 @@ from kernel_common cimport (GRAD, IDENTITY, LEAKY_RELU, PARALLEL_MIN, RELU, SIGM
 
 cnp.import_array()
 
-#: The public functions with an entry, in the order of their slots in ``_auto_max``.
-KERNELS = ("sigmoid", "sigmoid_grad", "tanh", "tanh_grad", "relu", "relu_grad", "leaky_relu",
-           "leaky_relu_grad", "softmax", "softmax_cross_entropy", "dense_forward",
-           "dense_backward", "sgd_update", "momentum_update", "rmsprop_update", "adam_update")
+#: The (kernel module, function) of each entry, as ``nnfast._backend.AUTO_TABLE`` names them, in
+#: the order of their slots in ``_auto_max``.
+KERNELS = tuple([("activations", name) for name in (
+                    "sigmoid", "sigmoid_grad", "tanh", "tanh_grad", "relu", "relu_grad",
+                    "leaky_relu", "leaky_relu_grad", "softmax")]
+                + [("losses", "softmax_cross_entropy"), ("dense", "dense_forward"),
+                   ("dense", "dense_backward")]
+                + [("optim", name) for name in (
+                    "sgd_update", "momentum_update", "rmsprop_update", "adam_update")])
 
 cdef enum:
     K_SIGMOID, K_SIGMOID_GRAD, K_TANH, K_TANH_GRAD, K_RELU, K_RELU_GRAD, K_LEAKY_RELU, \
@@ -55,12 +60,12 @@ for _k in range(N_KERNELS):
 
 
 def bind(override, dict state, auto_max):
-    """Called once by ``nnfast._backend``: its backend variables, and ``auto_max`` mapping a name
-    of ``KERNELS`` to the largest size (None: any) that "auto" runs on Cython."""
+    """Called once by ``nnfast._backend``: its backend variables, and ``auto_max`` mapping each
+    pair of ``KERNELS`` to the largest size (None: any) that "auto" runs on Cython."""
     global _override, _state
     cdef Py_ssize_t i
-    for i, name in enumerate(KERNELS):
-        limit = auto_max.get(name, -1)
+    for i, key in enumerate(KERNELS):
+        limit = auto_max.get(key, -1)
         _auto_max[i] = PY_SSIZE_T_MAX if limit is None else limit
     _override = override
     _state = state
@@ -156,7 +161,7 @@ cdef object unary(int kernel, int op, object x, object out, double slope):
     """An elementwise function (op: an activation code, GRAD + code for its derivative, or
     SOFTMAX: rows along the last axis)."""
     cdef int t = float_type(x, -1)
-    cdef Py_ssize_t n, i, k
+    cdef Py_ssize_t n, k
     cdef cnp.ndarray xa
     if t < 0:
         return None
@@ -168,11 +173,8 @@ cdef object unary(int kernel, int op, object x, object out, double slope):
     if out is None:
         out = new_like(xa)
     else:
-        if not writable(out, t, -1, 0, 0) or cnp.PyArray_NDIM(<cnp.ndarray>out) != cnp.PyArray_NDIM(xa):
+        if not writable(out, t, -1, 0, 0) or not same_shape(out, xa):
             return None
-        for i in range(cnp.PyArray_NDIM(xa)):
-            if cnp.PyArray_DIMS(<cnp.ndarray>out)[i] != cnp.PyArray_DIMS(xa)[i]:
-                return None
         if data(out) != data(x) and overlap(out, x):
             return None
     if op == SOFTMAX:
@@ -228,7 +230,7 @@ def leaky_relu_grad(z, slope, out):
     return unary(K_LEAKY_RELU_GRAD, GRAD + LEAKY_RELU, z, out, <double>slope)
 
 
-# ---- softmax cross-entropy with integer labels ---------------------------------------------------
+# ---- softmax cross-entropy with integer labels -------------------------------------------------
 
 def softmax_cross_entropy(logits, y, out):
     """``nnfast.softmax_cross_entropy``'s common case, int64 labels in range below PARALLEL_MIN

@@ -312,12 +312,8 @@ class _Entries:
         if available("cython"):
             entry = importlib.import_module("nnfast._cython.entry")
             if not _entry_bound:
-                modules = {n: "dense" if n.startswith("dense") else
-                           "optim" if n.endswith("_update") else
-                           "losses" if n.endswith("_entropy") else "activations"
-                           for n in entry.KERNELS}
                 entry.bind(_override, globals(),
-                           {n: _cython_limit(m, n) for n, m in modules.items()})
+                           {key: _cython_limit(*key) for key in entry.KERNELS})
                 _entry_bound.append(True)
             fn = getattr(entry, name)
         setattr(self, name, fn)

@@ -354,14 +354,6 @@ class _Front:
             buckets.setdefault(int(t), []).append(j)
         return buckets
 
-    def _rule(self, key, make):
-        """The ``nnfast._rules`` object of hyperparameters ``key``, made (and validated) once."""
-        rules = self.__dict__.setdefault("_nnfast_rules", {})
-        rule = rules.get(key)
-        if rule is None:
-            rule = rules[key] = make()
-        return rule
-
     @staticmethod
     def _run(rule, plan, grads, idx, scalars):
         """``rule``'s kernel on each parameter ``idx[j]`` of ``plan`` with gradient ``grads``
@@ -449,12 +441,12 @@ class SGD(_Front, torch.optim.SGD):
         lr = _rules.learning_rate(float(group["lr"]))
         wd = float(group["weight_decay"])
         if group["momentum"] == 0:
-            rule = self._rule(("sgd", wd), lambda: _rules.SGD(wd))
+            rule = updates.shared_rule(_rules.SGD, wd)
             self._run(rule, plan, grads, idx, rule.kernel_args(lr))
             return
         options = (float(group["momentum"]), "torch", float(group["dampening"]),
                    group["nesterov"], wd)
-        rule = self._rule(("momentum",) + options, lambda: _rules.Momentum(*options))
+        rule = updates.shared_rule(_rules.Momentum, *options)
         fresh, plan.fresh = set(plan.fresh), ()
         if not fresh:
             self._run(rule, plan, grads, idx, rule.kernel_args(lr))
@@ -492,7 +484,7 @@ class Adam(_Front, torch.optim.Adam):
         decoupled = group.get("decoupled_weight_decay", isinstance(self, torch.optim.AdamW))
         options = (float(beta1), float(beta2), float(group["eps"]), float(group["weight_decay"]),
                    "torch", bool(decoupled))
-        rule = self._rule(("adam",) + options, lambda: _rules.Adam(*options))
+        rule = updates.shared_rule(_rules.Adam, *options)
         buckets = self._steps(plan, idx)
         if len(buckets) == 1:
             (t, _), = buckets.items()
@@ -535,7 +527,7 @@ class RMSprop(_Front, torch.optim.RMSprop):
         lr = _rules.learning_rate(float(group["lr"]))
         options = (float(group["alpha"]), float(group["eps"]), "torch",
                    float(group["weight_decay"]))
-        rule = self._rule(("rmsprop",) + options, lambda: _rules.RMSprop(*options))
+        rule = updates.shared_rule(_rules.RMSprop, *options)
         self._steps(plan, idx)  # torch counts steps; RMSprop's update does not use the count
         self._run(rule, plan, grads, idx, rule.kernel_args(lr))
 

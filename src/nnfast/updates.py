@@ -97,11 +97,12 @@ def _cached_rule(cls, *options):
     return cls(*options)
 
 
-def _rule(cls, *options):
-    """``cls(*options)``, made once per distinct options (``typed``: 1, 1.0 and True are
-    different keys, so a cached rule never skips a check its options would fail). Rules are
-    immutable; an option that cannot be a key (an array) is checked by a fresh rule, which
-    raises the error that names it."""
+def shared_rule(cls, *options):
+    """``cls(*options)``, made once per distinct options: the functions below and
+    ``nnfast.torch``'s optimizers share the cache (``typed``: 1, 1.0 and True are different
+    keys, so a cached rule never skips a check its options would fail). Rules are immutable; an
+    option that cannot be a key (an array) is checked by a fresh rule, which raises the error
+    that names it."""
     try:
         return _cached_rule(cls, *options)
     except TypeError:
@@ -116,7 +117,7 @@ def sgd_update(param, grad, lr, weight_decay=0.0):
     array([0.95, 0.95, 0.95], dtype=float32)
     """
     lr = _rules.learning_rate(lr)
-    rule = _rule(_rules.SGD, weight_decay)
+    rule = shared_rule(_rules.SGD, weight_decay)
     if not _entry.sgd_update(param, grad, *rule.kernel_args(lr)):
         apply(rule, lr, param, grad)
 
@@ -134,7 +135,7 @@ def momentum_update(param, grad, velocity, lr, beta=0.9, *, style="seed", dampen
     ``weight_decay`` adds ``wd·θ`` to dθ (torch's coupled form).
     """
     lr = _rules.learning_rate(lr)
-    rule = _rule(_rules.Momentum, beta, style, dampening, nesterov, weight_decay)
+    rule = shared_rule(_rules.Momentum, beta, style, dampening, nesterov, weight_decay)
     if not _entry.momentum_update(param, grad, velocity, *rule.kernel_args(lr)):
         apply(rule, lr, param, grad, (velocity,))
 
@@ -147,7 +148,7 @@ def rmsprop_update(param, grad, sq, lr, beta=0.999, eps=1e-8, *, style="seed",
     ``θ = θ - α dθ / (sqrt(S) + ε)`` (``style="torch"``, torch.optim.RMSprop with ``alpha=β``).
     """
     lr = _rules.learning_rate(lr)
-    rule = _rule(_rules.RMSprop, beta, eps, style, weight_decay)
+    rule = shared_rule(_rules.RMSprop, beta, eps, style, weight_decay)
     if not _entry.rmsprop_update(param, grad, sq, *rule.kernel_args(lr)):
         apply(rule, lr, param, grad, (sq,))
 
@@ -171,7 +172,7 @@ def adam_update(param, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
     """
     step = _rules.adam_step(step)
     lr = _rules.learning_rate(lr)
-    rule = _rule(_rules.Adam, beta1, beta2, eps, weight_decay, style, decoupled)
+    rule = shared_rule(_rules.Adam, beta1, beta2, eps, weight_decay, style, decoupled)
     if not _entry.adam_update(param, grad, m, v, *rule.kernel_args(lr, step)):
         apply(rule, lr, param, grad, (m, v), step)
 
